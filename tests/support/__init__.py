@@ -1,0 +1,1 @@
+"""Reusable test helpers (real servers and fixtures shared across test modules)."""
