@@ -1,0 +1,207 @@
+"""The aiosmtpd handler: translates between SMTP and the reply pipeline.
+
+Sole purpose: at ``RCPT TO`` ask the pipeline whether the recipient exists,
+at the end of ``DATA`` hand it the envelope, and turn each answer (a
+Decision) into an SMTP reply with an enhanced status code.  It also enforces
+the recipient limit and turns our own failures into ``451`` so the client
+retries.
+
+Not for: deciding anything about the message (the pipeline, implemented by
+the reply flow, checks tokens, participants and stores the message; the
+rules are in ``inbound.rules``), or running the server (``inbound.server``).
+The detailed reason for a rejection goes to the log ("gateway.inbound");
+the SMTP text stays generic so it tells a prober nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from concurrent.futures import Executor
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol, TypeVar
+
+log = logging.getLogger("gateway.inbound")
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Decision:
+    """One SMTP answer: ``250 2.0.0 Message accepted``.
+
+    ``reason`` is for the log only and never sent to the client.
+    """
+
+    code: int
+    status: str
+    text: str
+    reason: str | None = field(default=None, compare=False)
+
+    @property
+    def accepted(self) -> bool:
+        return 200 <= self.code < 300
+
+    def smtp(self) -> str:
+        return f"{self.code} {self.status} {self.text}"
+
+    def because(self, reason: str) -> "Decision":
+        """The same answer, with a reason for the log."""
+        return replace(self, reason=reason)
+
+
+ACCEPTED = Decision(250, "2.0.0", "Message accepted")
+RECIPIENT_OK = Decision(250, "2.1.5", "Recipient ok")
+UNKNOWN_RECIPIENT = Decision(550, "5.1.1", "Recipient address rejected")
+NOT_PARTICIPANT = Decision(550, "5.7.1", "Sender not allowed for this conversation")
+DMARC_FAIL = Decision(550, "5.7.1", "Message failed DMARC")
+TRY_LATER = Decision(451, "4.3.0", "Temporary failure, try again later")
+TOO_MANY_RECIPIENTS = Decision(452, "4.5.3", "Too many recipients")
+TOO_BIG = Decision(552, "5.3.4", "Message size exceeds fixed maximum message size")
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """One SMTP transaction as the pipeline sees it.
+
+    ``mail_from`` is "" for the null sender (``MAIL FROM:<>``).  ``peer`` is
+    the client's IP address (the proxied client's, behind a PROXY-protocol
+    load balancer).  ``content`` is exactly the bytes of DATA, dot-unstuffed.
+    """
+
+    mail_from: str
+    rcpt_tos: tuple[str, ...]
+    content: bytes
+    peer: str
+    helo: str | None
+
+
+class Pipeline(Protocol):
+    """What the receiver needs from the reply flow.  Both calls may block (database)."""
+
+    def check_recipient(self, address: str) -> Decision:
+        """At ``RCPT TO``: is this a valid reply address?"""
+
+    def deliver(self, envelope: Envelope) -> Decision:
+        """At the end of DATA: decide, and store raw + queue in one transaction.
+
+        Return TRY_LATER (or raise) if it could not be stored.
+        """
+
+
+class GatewayHandler:
+    """aiosmtpd handler; each ``handle_*`` returns the SMTP reply line."""
+
+    def __init__(self, pipeline: Pipeline, *, max_recipients: int = 10, executor: Executor | None = None):
+        self.pipeline = pipeline
+        self.max_recipients = max_recipients
+        self.executor = executor
+        self.in_flight = 0  # pipeline calls running; read by Receiver.stop to drain
+
+    async def handle_PROXY(self, server: Any, session: Any, envelope: Any, proxy_data: Any) -> bool:
+        """Accept a well-formed PROXY header; a malformed one closes the connection."""
+        valid = bool(getattr(proxy_data, "valid", False))
+        if not valid:
+            log.warning(
+                "peer=%s invalid PROXY header: %s", _peer_of(session), getattr(proxy_data, "error", "") or "unparseable"
+            )
+        return valid
+
+    async def handle_EHLO(self, server: Any, session: Any, envelope: Any, hostname: str, responses: list[str]) -> list[str]:
+        # aiosmtpd lists AUTH once TLS is up, with no way to authenticate:
+        # the receiver takes mail for its own domain only, so AUTH is not offered.
+        session.host_name = hostname  # a hook must set this itself
+        kept = [line for line in responses if not line[4:].upper().startswith("AUTH")]
+        # The last line of a multi-line reply uses "250 ", the others "250-".
+        return [line[:3] + ("-" if i < len(kept) - 1 else " ") + line[4:] for i, line in enumerate(kept)]
+
+    async def handle_MAIL(self, server: Any, session: Any, envelope: Any, address: str, mail_options: list[str]) -> str:
+        # aiosmtpd hands the null sender over as the string "<>"; keep it so
+        # (an empty mail_from would read as "no MAIL yet") and map it to ""
+        # only in our Envelope.
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 2.1.0 Sender ok"
+
+    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]) -> str:
+        peer, mail_from = _peer_of(session), _sender_of(envelope)
+        if len(envelope.rcpt_tos) >= self.max_recipients:
+            decision = TOO_MANY_RECIPIENTS.because(f"more than {self.max_recipients} recipients")
+        else:
+            decision = await self._call("check_recipient", self.pipeline.check_recipient, address)
+        _log_decision("RCPT", peer, mail_from, (address,), decision)
+        if decision.accepted:
+            envelope.rcpt_tos.append(address)
+            envelope.rcpt_options.extend(rcpt_options)
+        return decision.smtp()
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        content = envelope.original_content if envelope.original_content is not None else envelope.content
+        if isinstance(content, str):
+            content = content.encode("utf-8", "surrogateescape")
+        ours = Envelope(
+            mail_from=_sender_of(envelope),
+            rcpt_tos=tuple(envelope.rcpt_tos),
+            content=bytes(content or b""),
+            peer=_peer_of(session),
+            helo=session.host_name,
+        )
+        decision = await self._call("deliver", self.pipeline.deliver, ours)
+        _log_decision("DATA", ours.peer, ours.mail_from, ours.rcpt_tos, decision, size=len(ours.content))
+        return decision.smtp()
+
+    async def handle_exception(self, error: Exception) -> str:
+        """Anything that escapes the hooks is our failure: ask the client to retry."""
+        log.error("SMTP session error: %s", error, exc_info=error)
+        return TRY_LATER.smtp()
+
+    async def _call(self, name: str, function: Callable[[T], Decision], argument: T) -> Decision:
+        loop = asyncio.get_running_loop()
+        self.in_flight += 1
+        try:
+            decision = await loop.run_in_executor(self.executor, function, argument)
+        except Exception as error:
+            log.exception("pipeline.%s failed", name)
+            return TRY_LATER.because(f"pipeline.{name} raised {type(error).__name__}: {error}")
+        finally:
+            self.in_flight -= 1
+        if not isinstance(decision, Decision):
+            log.error("pipeline.%s returned %r, not a Decision", name, decision)
+            return TRY_LATER.because(f"pipeline.{name} returned {type(decision).__name__}")
+        return decision
+
+
+def peer_address(session: Any) -> str:
+    """The client's IP: from the PROXY header when there was one, else the socket."""
+    proxy = getattr(session, "proxy_data", None)
+    if proxy is not None and getattr(proxy, "valid", False) and getattr(proxy, "src_addr", None):
+        return str(proxy.src_addr)
+    peer = getattr(session, "peer", None)
+    if isinstance(peer, (tuple, list)) and peer:
+        return str(peer[0])
+    return str(peer or "")
+
+
+_peer_of = peer_address
+
+
+def _sender_of(envelope: Any) -> str:
+    mail_from = envelope.mail_from or ""
+    return "" if mail_from == "<>" else mail_from
+
+
+def _log_decision(stage: str, peer: str, mail_from: str, rcpts: tuple[str, ...], decision: Decision, **extra: Any) -> None:
+    level = logging.INFO if decision.accepted else logging.WARNING
+    details = "".join(f" {k}={v}" for k, v in extra.items())
+    log.log(
+        level,
+        "%s peer=%s mail_from=<%s> rcpt=%s decision=%r%s%s",
+        stage,
+        peer,
+        mail_from,
+        ",".join(rcpts),
+        decision.smtp(),
+        details,
+        f" reason={decision.reason}" if decision.reason else "",
+    )
