@@ -1,0 +1,20 @@
+"""A GitHub REST + git smart-HTTP emulator for tests, benchmarks and the sandbox demo.
+
+It serves, on 127.0.0.1, the slice of GitHub a GitHub App uses to open, find, comment on and
+merge pull requests — App JWT and installation-token auth, rate-limit headers, GitHub's error
+bodies — plus ``git push``/``fetch`` over HTTP into real bare repositories, with injectable
+faults (5xx, primary/secondary rate limits, latency, expiring tokens). PyGithub talks to it
+unchanged via ``base_url=emu.url``.
+
+It is not GitHub: no GraphQL, no forks, reviews, checks, labels or webhooks delivery; and it is
+not part of the gateway (it imports nothing from ``gateway``, ``inbound`` or ``outbound``).
+
+    emu = GitHubEmulator(app_id=1, app_public_key_pem=pem)
+    emu.start(); emu.add_repo("octo-org/widgets"); emu.add_installation(7, "octo-org", ["octo-org/widgets"])
+    ...
+    emu.stop()
+"""
+from .faults import Fault, FaultInjector
+from .server import GitHubEmulator
+
+__all__ = ["GitHubEmulator", "Fault", "FaultInjector"]
