@@ -1,0 +1,421 @@
+"""The GitHub adapter against the emulator on a real socket, with a real database."""
+from __future__ import annotations
+
+import threading
+import time
+from datetime import datetime, timedelta, timezone
+
+import jwt
+import pytest
+from sqlalchemy import select
+
+from gateway.errors import PermanentError, TransientError
+from gateway.store import Installation, InstallationToken
+from github_app.auth import InstallationTokens, app_jwt
+from github_app.client import GitHubApp, MergeRefused
+from github_app.pacing import WritePacer
+from github_app.webhooks import sign, verify_signature
+from tests.support.github import (APP_ID, INSTALLATION_ID, REPO, SECRETS, SettableClock,
+                                  app_key_pair, count_requests, emulator, seeded_emulator)
+
+
+@pytest.fixture
+def clock():
+    return SettableClock()
+
+
+@pytest.fixture
+def emu(clock):
+    with seeded_emulator(clock) as emu:
+        yield emu
+
+
+def make_tokens(db, emu, clock, **options) -> InstallationTokens:
+    private, _ = app_key_pair()
+    return InstallationTokens(db, app_id=APP_ID, private_key=private, secrets=SECRETS,
+                              api_url=emu.url, clock=clock.now, **options)
+
+
+def make_app(db, emu, clock, pacer=None) -> GitHubApp:
+    return GitHubApp(make_tokens(db, emu, clock), api_url=emu.url, web_url=emu.url, pacer=pacer)
+
+
+@pytest.fixture
+def tokens(db, emu, clock):
+    return make_tokens(db, emu, clock)
+
+
+@pytest.fixture
+def app(db, emu, clock):
+    return make_app(db, emu, clock)
+
+
+def token_requests(emu) -> int:
+    return count_requests(emu, "POST", "/access_tokens")
+
+
+# -- App JWT and installation tokens ------------------------------------------------------------
+
+def test_app_jwt_claims():
+    private, public = app_key_pair()
+    now = datetime(2025, 3, 1, 12, 0, tzinfo=timezone.utc)
+    token = app_jwt(APP_ID, private, now)
+    assert jwt.get_unverified_header(token)["alg"] == "RS256"
+    claims = jwt.decode(token, public, algorithms=["RS256"], options={"verify_exp": False,
+                                                                      "verify_iat": False})
+    assert claims["iss"] == APP_ID
+    assert claims["iat"] == int(now.timestamp()) - 60
+    assert 0 < claims["exp"] - claims["iat"] <= 600
+    assert claims["exp"] > now.timestamp()
+
+
+def test_token_fetched_once_then_cached_encrypted(db, emu, tokens):
+    first = tokens.get(INSTALLATION_ID)
+    second = tokens.get(INSTALLATION_ID)
+    assert first == second and first.startswith("ghs_")
+    assert token_requests(emu) == 1
+    # A second process (new object, same database) is served from the cache too.
+    assert make_tokens(db, emu, SettableClock()).get(INSTALLATION_ID) == first
+    assert token_requests(emu) == 1
+    with db.session() as session:
+        row = session.get(InstallationToken, INSTALLATION_ID)
+        assert first not in row.token_ciphertext
+        assert row.expires_at > datetime.now(timezone.utc) + timedelta(minutes=50)
+
+
+def test_token_refreshed_within_five_minutes_of_expiry(emu, tokens, clock):
+    first = tokens.get(INSTALLATION_ID)
+    clock.advance(timedelta(minutes=54))
+    assert tokens.get(INSTALLATION_ID) == first
+    assert token_requests(emu) == 1
+    clock.advance(timedelta(minutes=2))   # 4 minutes left: inside the margin
+    second = tokens.get(INSTALLATION_ID)
+    assert second != first
+    assert token_requests(emu) == 2
+
+
+def test_invalidate_drops_cached_row(db, emu, tokens):
+    tokens.get(INSTALLATION_ID)
+    tokens.invalidate(INSTALLATION_ID)
+    with db.session() as session:
+        assert session.get(InstallationToken, INSTALLATION_ID) is None
+    tokens.get(INSTALLATION_ID)
+    assert token_requests(emu) == 2
+
+
+def test_unknown_installation_is_permanent(tokens):
+    with pytest.raises(PermanentError, match="installation 999 not found"):
+        tokens.get(999)
+
+
+def test_expired_token_is_refetched_once_and_call_succeeds(emu, app):
+    assert app.default_branch(INSTALLATION_ID, REPO) == "main"
+    emu.expire_all_tokens()
+    assert app.branch_sha(INSTALLATION_ID, REPO, "feature") == emu.branch_sha(REPO, "feature")
+    assert token_requests(emu) == 2
+
+
+def test_second_401_is_permanent_credentials_error(emu, app):
+    emu.faults.inject("expire_token", path_regex=r"^/repos/", times=2)
+    with pytest.raises(PermanentError, match="refused the App's credentials") as raised:
+        app.default_branch(INSTALLATION_ID, REPO)
+    assert "ghs_" not in str(raised.value)
+    assert token_requests(emu) == 2
+
+
+def test_installation_looked_up_from_repo(tokens):
+    assert tokens.installation_for_repo(REPO) == INSTALLATION_ID
+
+
+def test_not_installed_is_permanent(emu, tokens):
+    emu.add_repo("octo/gadgets")
+    with pytest.raises(PermanentError) as raised:
+        tokens.installation_for_repo("octo/gadgets")
+    assert str(raised.value) == ("The GitHub App is not installed on octo/gadgets; install it or "
+                                 "pass installation_id")
+
+
+def test_check_and_slug(tokens):
+    tokens.check()
+    assert tokens.app_slug() == "gateway-sandbox"
+
+
+def test_check_with_wrong_key_is_permanent(db, emu, clock):
+    other = InstallationTokens(db, app_id="9999", private_key=app_key_pair()[0], secrets=SECRETS,
+                               api_url=emu.url, clock=clock.now)
+    with pytest.raises(PermanentError, match="GITHUB_APP_ID"):
+        other.check()
+
+
+def test_check_when_github_is_down_is_transient(emu, tokens):
+    emu.faults.inject("5xx", path_regex="^/app$")
+    with pytest.raises(TransientError):
+        tokens.check()
+
+
+# -- pull requests ------------------------------------------------------------------------------
+
+def test_open_or_reuse_creates_then_reuses(emu, app):
+    info, created = app.open_or_reuse_pull_request(INSTALLATION_ID, REPO, head="feature",
+                                                   base="main", title="Add widget", body="Hi")
+    assert created and info.state == "open" and not info.merged and info.title == "Add widget"
+    assert info.head_sha == emu.branch_sha(REPO, "feature")
+    assert info.url.endswith(f"/{REPO}/pull/{info.number}")
+    again, created_again = app.open_or_reuse_pull_request(INSTALLATION_ID, REPO, head="feature",
+                                                          base="main", title="Other", body="")
+    assert (again.number, created_again) == (info.number, False)
+    assert len(emu.pulls(REPO)) == 1
+    assert app.get_pull_request(INSTALLATION_ID, REPO, info.number) == info
+
+
+def test_open_reuses_after_losing_the_create_race(emu, app):
+    # Someone opens the same PR between our list and our create: GitHub answers 422.
+    fault = emu.faults.inject("latency", path_regex=r"/pulls$", method="POST", seconds=0.5)
+
+    def racer():
+        deadline = time.monotonic() + 10
+        while fault.hits == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        emu.add_pull_as(REPO, "octo", head="feature", base="main", title="Theirs")
+
+    thread = threading.Thread(target=racer)
+    thread.start()
+    info, created = app.open_or_reuse_pull_request(INSTALLATION_ID, REPO, head="feature",
+                                                   base="main", title="Ours", body="")
+    thread.join()
+    assert (info.title, created) == ("Theirs", False)
+    assert len(emu.pulls(REPO)) == 1
+
+
+def test_open_with_missing_branch_is_permanent(app):
+    with pytest.raises(PermanentError) as raised:
+        app.open_or_reuse_pull_request(INSTALLATION_ID, REPO, head="nope", base="main",
+                                       title="t", body="b")
+    assert str(raised.value) == f"Branch 'nope' not found in {REPO}"
+
+
+def test_branch_sha_of_missing_branch_is_permanent(app):
+    with pytest.raises(PermanentError) as raised:
+        app.branch_sha(INSTALLATION_ID, REPO, "nope")
+    assert str(raised.value) == f"Branch 'nope' not found in {REPO}"
+
+
+def test_read_only_permission_is_permanent(db, clock):
+    with seeded_emulator(clock, permissions={"metadata": "read", "contents": "read",
+                                             "pull_requests": "read"}) as emu:
+        app = make_app(db, emu, clock)
+        with pytest.raises(PermanentError) as raised:
+            app.open_or_reuse_pull_request(INSTALLATION_ID, REPO, head="feature", base="main",
+                                           title="t", body="b")
+    assert str(raised.value) == f"Permission denied: the App needs 'Pull requests: write' on {REPO}"
+
+
+def test_server_error_is_transient(emu, app):
+    emu.faults.inject("5xx", path_regex=r"^/repos/octo/widgets$", status=503)
+    with pytest.raises(TransientError) as raised:
+        app.default_branch(INSTALLATION_ID, REPO)
+    assert "503" in str(raised.value) and raised.value.retry_after is None
+
+
+def test_primary_rate_limit_is_transient_with_reset(emu, app):
+    emu.faults.inject("rate_limit_primary", path_regex=r"^/repos/", reset_in=120)
+    with pytest.raises(TransientError, match="rate limit") as raised:
+        app.default_branch(INSTALLATION_ID, REPO)
+    assert 100 <= raised.value.retry_after <= 125
+
+
+def test_secondary_rate_limit_is_transient_with_retry_after(emu, app):
+    emu.faults.inject("rate_limit_secondary", path_regex=r"/pulls$", method="POST",
+                      retry_after=42)
+    with pytest.raises(TransientError) as raised:
+        app.open_or_reuse_pull_request(INSTALLATION_ID, REPO, head="feature", base="main",
+                                       title="t", body="b")
+    assert raised.value.retry_after == 42
+    assert emu.pulls(REPO) == []
+
+
+def test_secondary_rate_limit_as_429(emu, app):
+    emu.faults.inject("rate_limit_secondary", path_regex=r"^/repos/", status=429, retry_after=7)
+    with pytest.raises(TransientError) as raised:
+        app.default_branch(INSTALLATION_ID, REPO)
+    assert raised.value.retry_after == 7
+
+
+def test_timeout_is_transient(db, emu, clock):
+    app = GitHubApp(make_tokens(db, emu, clock), api_url=emu.url, web_url=emu.url, timeout=1)
+    app.tokens.get(INSTALLATION_ID)
+    emu.faults.inject("latency", path_regex=r"^/repos/", seconds=2.5)
+    with pytest.raises(TransientError, match="in time"):
+        app.default_branch(INSTALLATION_ID, REPO)
+
+
+def test_unreachable_github_is_transient(db, clock):
+    with emulator(clock) as emu:
+        url = emu.url
+    tokens = InstallationTokens(db, app_id=APP_ID, private_key=app_key_pair()[0],
+                                secrets=SECRETS, api_url=url, clock=clock.now)
+    with pytest.raises(TransientError, match="Could not reach GitHub"):
+        tokens.get(INSTALLATION_ID)
+
+
+def test_missing_pull_request_is_permanent(app):
+    with pytest.raises(PermanentError, match=r"Pull request #99 not found in octo/widgets"):
+        app.get_pull_request(INSTALLATION_ID, REPO, 99)
+
+
+# -- comments -----------------------------------------------------------------------------------
+
+def test_post_comment_is_idempotent_by_marker(emu, app):
+    pr, _ = app.open_or_reuse_pull_request(INSTALLATION_ID, REPO, head="feature", base="main",
+                                           title="t", body="b")
+    emu.add_comment_as(REPO, pr.number, "reviewer", "Looks good")
+    marker = "<!-- gateway:reply:1 -->"
+    first = app.post_comment(INSTALLATION_ID, REPO, pr.number, "Thanks!", marker)
+    second = app.post_comment(INSTALLATION_ID, REPO, pr.number, "Thanks!", marker)
+    assert second == first
+    assert first.body.startswith("Thanks!") and marker in first.body
+    assert first.author == "gateway-sandbox[bot]"
+    bodies = [c["body"] for c in emu.comments(REPO, pr.number)]
+    assert sum(marker in b for b in bodies) == 1
+    other = app.post_comment(INSTALLATION_ID, REPO, pr.number, "More", "<!-- gateway:reply:2 -->")
+    assert other.id != first.id and len(emu.comments(REPO, pr.number)) == 3
+
+
+# -- merge --------------------------------------------------------------------------------------
+
+def open_pr(app) -> int:
+    pr, _ = app.open_or_reuse_pull_request(INSTALLATION_ID, REPO, head="feature", base="main",
+                                           title="Add widget", body="b")
+    return pr.number
+
+
+def test_merge_succeeds(emu, app):
+    number = open_pr(app)
+    head = app.get_pull_request(INSTALLATION_ID, REPO, number).head_sha
+    result = app.merge(INSTALLATION_ID, REPO, number, expected_head_sha=head)
+    assert result.merged and result.sha == emu.branch_sha(REPO, "main")
+    after = app.get_pull_request(INSTALLATION_ID, REPO, number)
+    assert after.merged and after.state == "closed"
+    # A retry after a crash finds the merge done instead of failing.
+    assert app.merge(INSTALLATION_ID, REPO, number).merged
+
+
+def test_merge_with_moved_head_is_refused(emu, app):
+    number = open_pr(app)
+    with pytest.raises(MergeRefused) as raised:
+        app.merge(INSTALLATION_ID, REPO, number, expected_head_sha="0" * 40)
+    assert raised.value.reason == "Head branch was modified. Review and try the merge again."
+    assert raised.value.reason in str(raised.value)
+    assert not app.get_pull_request(INSTALLATION_ID, REPO, number).merged
+
+
+def test_merge_of_closed_pr_is_refused(emu, app):
+    number = open_pr(app)
+    emu.close_pull(REPO, number)
+    with pytest.raises(MergeRefused) as raised:
+        app.merge(INSTALLATION_ID, REPO, number)
+    assert "not mergeable" in raised.value.reason
+
+
+def test_merge_rejects_unknown_method(app):
+    with pytest.raises(ValueError):
+        app.merge(INSTALLATION_ID, REPO, 1, method="octopus")
+
+
+# -- pacing -------------------------------------------------------------------------------------
+
+class RecordingSleep:
+    def __init__(self):
+        self.calls: list[float] = []
+
+    def __call__(self, seconds: float) -> None:
+        self.calls.append(seconds)
+
+
+def test_pacer_spaces_writes(db):
+    now = datetime(2025, 3, 1, 12, 0, tzinfo=timezone.utc)
+    sleep = RecordingSleep()
+    pacer = WritePacer(db, min_interval=timedelta(seconds=1), max_wait=timedelta(seconds=5),
+                       clock=lambda: now, sleep=sleep)
+    pacer.reserve(INSTALLATION_ID)
+    pacer.reserve(INSTALLATION_ID)
+    assert sleep.calls == [pytest.approx(1.0)]
+    pacer.reserve(5)                       # another installation has its own schedule
+    assert len(sleep.calls) == 1
+    with db.session() as session:
+        row = session.execute(select(Installation)
+                              .where(Installation.id == INSTALLATION_ID)).scalar_one()
+        assert row.next_write_at == now + timedelta(seconds=2)
+
+
+def test_pacer_beyond_max_wait_is_transient(db):
+    now = datetime(2025, 3, 1, 12, 0, tzinfo=timezone.utc)
+    sleep = RecordingSleep()
+    pacer = WritePacer(db, min_interval=timedelta(seconds=2), max_wait=timedelta(seconds=3),
+                       clock=lambda: now, sleep=sleep)
+    pacer.reserve(INSTALLATION_ID)         # slot now
+    pacer.reserve(INSTALLATION_ID)         # slot +2 s
+    with pytest.raises(TransientError) as raised:
+        pacer.reserve(INSTALLATION_ID)     # slot +4 s > max_wait
+    assert raised.value.retry_after == pytest.approx(4.0)
+    assert sleep.calls == [pytest.approx(2.0)]
+    with db.session() as session:          # the refused call reserved nothing
+        row = session.get(Installation, INSTALLATION_ID)
+        assert row.next_write_at == now + timedelta(seconds=4)
+
+
+def test_pacer_concurrent_reservations_get_distinct_slots(db):
+    now = datetime(2025, 3, 1, 12, 0, tzinfo=timezone.utc)
+    sleep = RecordingSleep()
+    pacers = [WritePacer(db, max_wait=timedelta(seconds=30), clock=lambda: now, sleep=sleep)
+              for _ in range(6)]
+    threads = [threading.Thread(target=p.reserve, args=(INSTALLATION_ID,)) for p in pacers]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(round(s) for s in sleep.calls) == [1, 2, 3, 4, 5]
+
+
+def test_pacer_keeps_existing_installation_row(db):
+    with db.session() as session:
+        session.add(Installation(id=INSTALLATION_ID, account="octo"))
+    WritePacer(db, sleep=RecordingSleep()).reserve(INSTALLATION_ID)
+    with db.session() as session:
+        row = session.get(Installation, INSTALLATION_ID)
+        assert row.account == "octo" and row.next_write_at is not None
+
+
+def test_client_paces_content_creation(db, emu, clock):
+    sleep = RecordingSleep()
+    fixed = clock.now()
+    pacer = WritePacer(db, clock=lambda: fixed, sleep=sleep)
+    app = make_app(db, emu, clock, pacer=pacer)
+    number = open_pr(app)
+    app.post_comment(INSTALLATION_ID, REPO, number, "one", "<!-- m1 -->")
+    app.post_comment(INSTALLATION_ID, REPO, number, "one", "<!-- m1 -->")   # found: no write
+    assert sleep.calls == [pytest.approx(1.0)]
+
+
+# -- webhooks -----------------------------------------------------------------------------------
+
+def test_webhook_signature():
+    body = b'{"action":"created"}'
+    header = sign("s3cret", body)
+    assert header.startswith("sha256=") and len(header) == 7 + 64
+    assert verify_signature("s3cret", body, header)
+    assert verify_signature("s3cret", body, header.upper().replace("SHA256=", "sha256="))
+    assert not verify_signature("s3cret", body + b" ", header)
+    assert not verify_signature("other", body, header)
+    assert not verify_signature("s3cret", body, None)
+    assert not verify_signature("s3cret", body, "")
+    assert not verify_signature("s3cret", body, "sha1=" + header[7:47])
+    assert not verify_signature("s3cret", body, "sha256=zz" + header[9:])
+    assert not verify_signature("s3cret", body, header[:-2])
+    assert not verify_signature("", body, sign("", body))
+
+
+def test_webhook_signature_matches_emulator(clock):
+    with emulator(clock, webhook_secret="hooks") as emu:
+        body = b'{"zen":"Keep it logically awesome."}'
+        assert verify_signature("hooks", body, emu.sign_webhook(body))
