@@ -80,6 +80,7 @@ class Settings:
     trusted_authserv_id: str | None = None
     show_sender_address: bool = False
     job_max_attempts: int = 8
+    allow_local_sources: bool = False
     github_app_id: str | None = None
     github_app_private_key: str | None = field(default=None, repr=False)
     github_webhook_secret: str | None = field(default=None, repr=False)
@@ -156,6 +157,7 @@ class Settings:
             reply_max_age_days=_int("GATEWAY_REPLY_MAX_AGE_DAYS", get("GATEWAY_REPLY_MAX_AGE_DAYS"), 30, 1, 3650),
             trusted_authserv_id=get("GATEWAY_TRUSTED_AUTHSERV_ID") or None,
             show_sender_address=_bool("GATEWAY_SHOW_SENDER_ADDRESS", get("GATEWAY_SHOW_SENDER_ADDRESS"), False),
+            allow_local_sources=_bool("GATEWAY_ALLOW_LOCAL_SOURCES", get("GATEWAY_ALLOW_LOCAL_SOURCES"), sandbox),
             job_max_attempts=_int("GATEWAY_JOB_MAX_ATTEMPTS", get("GATEWAY_JOB_MAX_ATTEMPTS"), 8, 1, 100),
             github_app_id=get("GITHUB_APP_ID") or None,
             github_app_private_key=private_key,

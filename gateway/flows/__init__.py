@@ -1,0 +1,9 @@
+"""The use cases: each module reads top to bottom as one flow of DESIGN.md."""
+from __future__ import annotations
+
+
+def job_kinds(ctx):
+    """Every job kind the worker runs, from every flow."""
+    from gateway.flows import github_events, mail, open_pr, reply
+
+    return [*open_pr.job_kinds(ctx), *mail.job_kinds(ctx), *reply.job_kinds(ctx), *github_events.job_kinds(ctx)]

@@ -1,0 +1,45 @@
+"""Flow 5, merge: only a person, through the authenticated API, merges a PR.
+
+No mail, webhook or job calls this module; the reply flow can only comment.
+GitHub's refusals (not mergeable, checks failing, head moved) come back as a
+reason the caller can act on.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from gateway.flows.context import FlowContext
+from gateway.store import PullRequestRequest
+from github_app.client import MergeRefused, MergeResult
+
+METHODS = ("merge", "squash", "rebase")
+
+
+class MergeNotPossible(Exception):
+    def __init__(self, status: int, reason: str):
+        super().__init__(reason)
+        self.status, self.reason = status, reason
+
+
+@dataclass(frozen=True)
+class MergeOutcome:
+    number: int
+    url: str
+    sha: str | None
+    message: str
+
+
+def merge_pull_request(ctx: FlowContext, request_id: str, *, method: str, expected_head_sha: str | None) -> MergeOutcome:
+    with ctx.db.session() as session:
+        request = session.get(PullRequestRequest, request_id)
+        if request is None:
+            raise MergeNotPossible(404, f"no pull request request with id {request_id!r}")
+        if request.pr_number is None:
+            raise MergeNotPossible(409, f"the pull request is not open yet (status: {request.status})")
+        installation_id, repo, number, url = request.installation_id, request.repo, request.pr_number, request.pr_url
+    try:
+        result: MergeResult = ctx.github.merge(installation_id, repo, number, method=method,
+                                               expected_head_sha=expected_head_sha)
+    except MergeRefused as exc:
+        raise MergeNotPossible(409, exc.reason) from None
+    return MergeOutcome(number=number, url=url, sha=result.sha, message=result.message)
