@@ -577,3 +577,24 @@ def test_standalone_main(tmp_path):
         proc.terminate()
         proc.wait(timeout=10)
     assert proc.returncode == 0
+
+
+def test_pull_from_a_branch_with_unrelated_history_is_refused_like_github(tmp_path):
+    """GitHub answers 422 "no history in common", never a 500."""
+    import requests
+    from github_app.emulator import GitHubEmulator
+
+    with GitHubEmulator(app_id=1, app_public_key_pem=b"unused") as emu:
+        emu.add_repo("o/r")
+        token = emu.issue_token(emu.add_installation(1, "o", ["o/r"])["id"])
+        orphan = tmp_path / "orphan"
+        subprocess.run(["git", "init", "-q", "-b", "main", str(orphan)], check=True)
+        (orphan / "x").write_text("x\n")
+        subprocess.run(["git", "-C", str(orphan), "add", "."], check=True)
+        subprocess.run(["git", "-C", str(orphan), "-c", "user.name=a", "-c", "user.email=a@b", "commit", "-qm", "x"],
+                       check=True)
+        subprocess.run(["git", "-C", str(orphan), "push", "-q", str(emu.repo_path("o/r")), "main:orphan"], check=True)
+        response = requests.post(f"{emu.url}/repos/o/r/pulls", headers={"Authorization": f"token {token}"},
+                                 json={"title": "t", "head": "orphan", "base": "main"}, timeout=10)
+        assert response.status_code == 422
+        assert response.json()["errors"][0]["message"] == "The orphan branch has no history in common with main"

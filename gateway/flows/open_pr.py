@@ -139,9 +139,12 @@ def request_failed(ctx: FlowContext, job: ClaimedJob, reason: str) -> None:
 
 
 def _set_status(ctx: FlowContext, request_id: str, status: str, *, installation_id: int) -> None:
+    """Also tags the job with its installation, so suspending the installation pauses it."""
     with ctx.db.session() as session:
         request = session.get(PullRequestRequest, request_id)
         request.status, request.installation_id = status, installation_id
+        if request.job_id is not None:
+            session.get(Job, request.job_id).installation_id = installation_id
 
 
 def _spec_of(request: PullRequestRequest) -> PullRequestSpec:

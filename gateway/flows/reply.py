@@ -121,6 +121,7 @@ class ReplyPipeline:
         settings = self.ctx.settings
         verdict, reason, decision = "queued", None, ACCEPTED
         with self.ctx.db.session() as session:
+            installation_id = session.get(Thread, thread_id).installation_id
             participants = session.scalars(select(Participant.email).where(Participant.thread_id == thread_id)).all()
             if automated := rules.classify_automated(message, envelope.mail_from):
                 verdict, reason = automated
@@ -143,7 +144,8 @@ class ReplyPipeline:
             session.add(row)
             session.flush()
             if verdict == "queued":
-                enqueue(session, JOB, {"inbound_id": row.id}, max_attempts=settings.job_max_attempts)
+                enqueue(session, JOB, {"inbound_id": row.id}, installation_id=installation_id,
+                        max_attempts=settings.job_max_attempts)
             log.info("inbound %s for thread %s: %s%s", row.id, thread_id, verdict, f" ({reason})" if reason else "")
         return decision if decision is not ACCEPTED else ACCEPTED.because(verdict)
 

@@ -128,6 +128,11 @@ def diff_stats(repo: Path, base: str, head: str) -> tuple[int, int, int]:
     return adds, dels, files
 
 
+def have_common_history(repo: Path, base: str, head: str) -> bool:
+    rc, _ = git(repo, "merge-base", base, head, ok=(0, 1))
+    return rc == 0
+
+
 def merge_tree(repo: Path, base: str, head: str) -> str | None:
     """Tree of merging head into base, or None on conflict."""
     rc, out = git(repo, "merge-tree", "--write-tree", base, head, ok=(0, 1))

@@ -55,6 +55,9 @@ def create_pull(state: State, repo: Repo, user: User, *, title: str | None, head
                 raise validation_failed({
                     "resource": "PullRequest", "code": "custom",
                     "message": f"A pull request already exists for {repo.owner.login}:{head_ref}."})
+        if not gitrepo.have_common_history(repo.path, refs[base], refs[head_ref]):
+            raise validation_failed({"resource": "PullRequest", "code": "custom",
+                                     "message": f"The {head_ref} branch has no history in common with {base}"})
         if gitrepo.count_commits(repo.path, refs[base], refs[head_ref]) == 0:
             raise validation_failed({"resource": "PullRequest", "code": "custom",
                                      "message": f"No commits between {base} and {head_ref}"})
@@ -143,6 +146,8 @@ def mergeable(repo: Repo, pull: Pull) -> bool | None:
         return None
     head, base = head_sha(repo, pull), base_sha(repo, pull)
     if head is None or base is None:
+        return False
+    if not gitrepo.have_common_history(repo.path, base, head):
         return False
     return gitrepo.merge_tree(repo.path, base, head) is not None
 
