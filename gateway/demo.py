@@ -7,6 +7,7 @@ emulator, the receipt captured. Prints each step; exits 1 on the first failure.
 """
 from __future__ import annotations
 
+import logging
 import smtplib
 import subprocess
 import tempfile
@@ -47,6 +48,7 @@ def _git(cwd: Path, *args: str) -> None:
 
 
 def run_demo() -> int:
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # the steps are the output, not the access log
     with tempfile.TemporaryDirectory(prefix="gateway-demo-") as tmp:
         workdir = Path(tmp)
         settings = Settings.from_env({"GATEWAY_DATA_DIR": str(workdir), "GATEWAY_HTTP_PORT": "0",
