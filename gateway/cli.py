@@ -30,6 +30,7 @@ def _load(sandbox: bool = False, *, service: bool = False) -> Settings:
 def _logging(settings: Settings) -> None:
     logging.basicConfig(level=settings.log_level,
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
 def _database(settings: Settings, *, create_if_empty: bool) -> Database:
