@@ -6,7 +6,6 @@ Jobs run when a test calls `run_jobs()`, so tests decide when the worker acts.
 """
 from __future__ import annotations
 
-import functools
 import re
 import smtplib
 from dataclasses import dataclass
@@ -14,14 +13,13 @@ from email.message import EmailMessage
 from email.policy import SMTP as SMTP_POLICY
 
 import requests
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 
 from gateway.config import Settings
 from gateway.flows.context import FlowContext, build_context
 from gateway.runner import DevWebServer, make_receiver, make_worker
 from gateway.store import Database
 from github_app.emulator import GitHubEmulator
+from tests.support.github import app_key_pair
 from tests.support.smtp_sink import SmtpSink
 
 APP_ID = 4711
@@ -31,16 +29,6 @@ API_TOKEN = "test-api-token-0123456789"
 SECRET = "test-secret-key-0123456789abcdef"
 WEBHOOK_SECRET = "test-webhook-secret"
 BOT = "gateway-test[bot]"
-
-
-@functools.lru_cache(maxsize=1)
-def app_key() -> tuple[str, str]:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                serialization.NoEncryption()).decode()
-    public = key.public_key().public_bytes(serialization.Encoding.PEM,
-                                           serialization.PublicFormat.SubjectPublicKeyInfo).decode()
-    return private, public
 
 
 @dataclass
@@ -107,7 +95,7 @@ class Harness:
 
 
 def start_harness(db: Database, tmp_path, **settings_overrides) -> Harness:
-    private, public = app_key()
+    private, public = app_key_pair()
     emulator = GitHubEmulator(app_id=APP_ID, app_public_key_pem=public, webhook_secret=WEBHOOK_SECRET,
                               bot_login=BOT)
     emulator.start()
