@@ -7,8 +7,9 @@ which headers were present, all decoded to ``str``.
 
 Not for: deciding anything about the message (``inbound.rules``), finding the
 new text of a reply inside the body (``inbound.reply``), or SMTP
-(``inbound.handler``).  It never raises: bytes that cannot be parsed at all
-give a ParsedMessage with empty fields.
+(``inbound.handler``), or decoding text in a charset (``inbound.charsets``,
+which this calls for every part and header).  It never raises: bytes that
+cannot be parsed at all give a ParsedMessage with empty fields.
 
 mail-parser builds the MIME tree (``mailparser.parse_from_bytes``, which also
 guards against recursion bombs).  Its derived outputs are not used, because
@@ -21,7 +22,7 @@ each failed a test in tests/test_inbound_parse.py:
 - It returns text in a 7-bit stateful charset (iso-2022-jp, sent as 7bit)
   undecoded, and it decodes charset labels literally.  We decode each part by
   the superset that mail clients really mean (windows-1252 for iso-8859-1,
-  GB18030 for gb2312/gbk, cp932 for shift_jis, ...).
+  GB18030 for gb2312/gbk, cp932 for shift_jis, ...: ``inbound.charsets``).
 - Its header decoding drops bytes it cannot decode and leaves an encoded word
   that splits a multi-byte character undecoded.
 - It invents random file names for unnamed attachments; parsing the same bytes
@@ -36,9 +37,7 @@ both parsers recurse per level and slow down faster than the size grows.
 
 from __future__ import annotations
 
-import codecs
 import email
-import email.header
 import email.message
 import email.parser
 import email.utils
@@ -47,6 +46,8 @@ import re
 from dataclasses import dataclass
 
 import mailparser
+
+from inbound.charsets import decode_header_value, decode_text, raw_text, unfold
 
 log = logging.getLogger("gateway.inbound")
 
@@ -58,34 +59,8 @@ _MAX_DEPTH = 40
 # its headers only.  Real mail, forwarded chains included, has a handful.
 _MAX_CONTAINERS = 100
 
-# What a charset label means in practice (the WHATWG Encoding Standard's
-# mapping, which is what mail clients implement): the superset is tried first,
-# then the label itself.
-_SUPERSETS = {
-    "ascii": "utf-8",
-    "iso8859-1": "cp1252",
-    "iso8859-9": "cp1254",
-    "tis-620": "cp874",
-    "gb2312": "gb18030",
-    "gbk": "gb18030",
-    "shift_jis": "cp932",
-    "euc_kr": "cp949",
-    "big5": "big5hkscs",
-    "iso2022_jp": "iso2022_jp_ext",
-}
-# Labels Python does not know, with the codec they name.
-_ALIASES = {
-    "x-gbk": "gbk",
-    "windows-874": "cp874",
-    "x-sjis": "shift_jis",
-    "unknown-8bit": "utf-8",
-    "x-unknown": "utf-8",
-    "ks_c_5601": "cp949",
-}
-
 _MSGID = re.compile(r"<([^<>\s]+)>")
 _BARE_MSGID = re.compile(r"[^\s<>()\"]+@[^\s<>()\"]+")
-_FOLD = re.compile(r"\r?\n(?=[ \t])")
 
 
 @dataclass(frozen=True)
@@ -159,40 +134,6 @@ def parse_message(raw: bytes) -> ParsedMessage:
         return EMPTY
 
 
-def decode_text(data: bytes, charset: str | None) -> str:
-    """Decode body or header bytes labelled ``charset``; never raises."""
-    for codec in _codecs_for(charset):
-        try:
-            return data.decode(codec)
-        except (LookupError, UnicodeError, TypeError, ValueError):
-            continue
-    label = _codec_name(charset) or "utf-8"
-    try:
-        return data.decode(label, "replace")
-    except (LookupError, UnicodeError, TypeError, ValueError):
-        return data.decode("utf-8", "replace")
-
-
-def decode_header_value(value: object) -> str:
-    """Decode one raw header value (RFC 2047 words, raw 8-bit) and unfold it."""
-    text = _FOLD.sub("", str(value))
-    try:
-        chunks = email.header.decode_header(text)
-    except Exception:
-        return _raw_text(text).strip()
-    out = []
-    for data, charset in chunks:
-        if isinstance(data, str):
-            out.append(_raw_text(data))
-        elif charset is None:
-            # decode_header hands unencoded stretches back as
-            # raw-unicode-escape bytes; undo that to see any raw 8-bit bytes.
-            out.append(_raw_text(data.decode("raw-unicode-escape", "replace")))
-        else:
-            out.append(decode_text(data, charset))
-    return "".join(out).strip()
-
-
 # -- the tree ------------------------------------------------------------------
 
 
@@ -256,10 +197,10 @@ def _sender(raw_from: str) -> tuple[str | None, str | None]:
     """
     if not raw_from:
         return None, None
-    for name, address in email.utils.getaddresses([_FOLD.sub("", raw_from)]):
+    for name, address in email.utils.getaddresses([unfold(raw_from)]):
         if "@" in address:
             decoded = decode_header_value(name) if name else ""
-            return decoded or None, _raw_text(address).strip().lower()
+            return decoded or None, raw_text(address).strip().lower()
     return None, None
 
 
@@ -398,47 +339,3 @@ def _flatten(part: email.message.Message) -> bytes:
     except Exception:
         return b""
 
-
-# -- charsets ------------------------------------------------------------------
-
-
-def _codec_name(charset: str | None) -> str | None:
-    if not charset:
-        return None
-    label = str(charset).strip().strip('"').lower()
-    label = _ALIASES.get(label, label)
-    try:
-        info = codecs.lookup(label)
-    except LookupError:
-        return None
-    # bytes.decode refuses non-text codecs (base64, rot13) anyway; skip them early.
-    return info.name if getattr(info, "_is_text_encoding", True) else None
-
-
-def _codecs_for(charset: str | None) -> list[str]:
-    """Codecs to try strictly, best first."""
-    name = _codec_name(charset)
-    if name is None:
-        # No label or an unknown one: what senders mostly mean today.
-        return ["utf-8", "cp1252"]
-    chain = [_SUPERSETS.get(name, name), name]
-    if name == "ascii":
-        chain.append("cp1252")
-    elif name == "iso2022_jp":
-        chain.append("iso2022_jp_2")
-    elif name in ("iso8859-1", "cp1252"):
-        chain.append("latin-1")  # five bytes are undefined in cp1252
-    else:
-        chain.append("utf-8")
-    return list(dict.fromkeys(chain))
-
-
-def _raw_text(text: str) -> str:
-    """Text that may carry raw 8-bit bytes as surrogate escapes, decoded."""
-    if not any("\udc80" <= ch <= "\udcff" for ch in text):
-        return text
-    data = text.encode("utf-8", "surrogateescape")
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError:
-        return decode_text(data, "windows-1252")

@@ -1,11 +1,12 @@
 """Hand a composed mail to the next hop and say how it went.
 
-Sole purpose: deliver one message to the configured SMTP relay (or, in a
-sandbox, into a Maildir) and classify the outcome as delivered,
-`TransientError` (try again later) or `PermanentError` (a person must act).
+Sole purpose: deliver one message to the configured SMTP relay and classify
+the outcome as delivered, `TransientError` (try again later) or
+`PermanentError` (a person must act).
 Not here: queueing, retries and backoff (the worker owns those), composing
-(`outbound.compose`), DKIM signing, and reading settings (a `RelayConfig`
-is passed in).
+(`outbound.compose`), DKIM signing, reading settings (a `RelayConfig` is
+passed in), and the sandbox's Maildir (`outbound.maildir`; `MaildirRelay`
+is re-exported here).
 
 Secrets: the relay password never appears in a repr, an error message or
 `redacted()`; errors name the relay by host and port only.
@@ -13,22 +14,17 @@ Secrets: the relay password never appears in a repr, an error message or
 
 from __future__ import annotations
 
-import email
-import email.policy
-import mailbox
-import os
-import re
 import smtplib
 import socket
 import ssl
-import unicodedata
 from dataclasses import dataclass, field
 from email.message import EmailMessage
-from pathlib import Path
 from typing import Protocol
 from urllib.parse import quote, unquote, urlsplit
 
 from gateway.errors import PermanentError, TransientError
+from outbound.envelope import check_envelope
+from outbound.maildir import MaildirRelay  # noqa: F401 (re-exported)
 
 _TRUE = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
 # Never echo a piece of the URL in an error: an unencoded "/", "?" or "#" in
@@ -148,14 +144,6 @@ class Relay(Protocol):
     def check(self) -> None: ...
 
 
-def _check_envelope(envelope_from: str, recipients: list[str]) -> None:
-    if not recipients:
-        raise ValueError("a mail needs at least one recipient")
-    for address in [envelope_from, *recipients]:
-        if any(unicodedata.category(ch) in ("Cc", "Zl", "Zp") or ch.isspace() for ch in address):
-            raise ValueError("envelope addresses must not contain spaces or control characters")
-
-
 class SmtpRelay:
     """Delivery over SMTP (STARTTLS or implicit TLS, optional AUTH) to one relay."""
 
@@ -173,7 +161,7 @@ class SmtpRelay:
     def send(self, message: EmailMessage | bytes, *, envelope_from: str,
              recipients: list[str]) -> None:
         """Deliver or raise; an envelope is explicit so Bcc-like routing never comes from headers."""
-        _check_envelope(envelope_from, recipients)
+        check_envelope(envelope_from, recipients)
         try:
             smtp = self._connect()
             try:
@@ -288,51 +276,3 @@ def _quit_quietly(smtp: smtplib.SMTP) -> None:
     finally:
         smtp.close()
 
-
-_MAILDIR_KEY = re.compile(r"(\d+)\.M(\d+)P\d+Q(\d+)")
-
-
-class MaildirRelay:
-    """Sandbox/dev delivery: every mail lands in one Maildir that a person or a test can read."""
-
-    def __init__(self, path: Path):
-        self.path = Path(path)
-
-    def __repr__(self) -> str:
-        return f"MaildirRelay({str(self.path)!r})"
-
-    def send(self, message: EmailMessage | bytes, *, envelope_from: str,
-             recipients: list[str]) -> None:
-        """Store the message with the envelope recorded as Return-Path / Delivered-To."""
-        _check_envelope(envelope_from, recipients)
-        raw = message.as_bytes() if isinstance(message, EmailMessage) else bytes(message)
-        envelope = f"Return-Path: <{envelope_from}>\n" + "".join(
-            f"Delivered-To: {rcpt}\n" for rcpt in recipients)
-        try:
-            self._box().add(envelope.encode() + raw.replace(b"\r\n", b"\n"))
-        except PermissionError as exc:
-            raise PermanentError(f"Maildir {self.path} is not writable: {exc.strerror}") from exc
-        except OSError as exc:
-            raise TransientError(f"Maildir {self.path} write failed: {exc.strerror or exc}") from exc
-
-    def check(self) -> None:
-        try:
-            self._box()
-        except OSError as exc:
-            raise PermanentError(f"Maildir {self.path} cannot be created: {exc.strerror or exc}") from exc
-        if not os.access(self.path / "tmp", os.W_OK) or not os.access(self.path / "new", os.W_OK):
-            raise PermanentError(f"Maildir {self.path} is not writable")
-
-    def messages(self) -> list[EmailMessage]:
-        """All stored mails, oldest first."""
-        box = self._box()
-
-        def order(key: str):
-            match = _MAILDIR_KEY.match(key)
-            return tuple(map(int, match.groups())) if match else (0, 0, 0)
-
-        return [email.message_from_bytes(box.get_bytes(key), policy=email.policy.default)
-                for key in sorted(box.keys(), key=order)]
-
-    def _box(self) -> mailbox.Maildir:
-        return mailbox.Maildir(self.path, factory=None, create=True)
