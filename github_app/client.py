@@ -131,10 +131,12 @@ class GitHubApp:
         return self._call(installation_id, repo, open_pull, permission=PR_WRITE)
 
     def post_comment(self, installation_id: int, repo: str, number: int, body: str,
-                     marker: str) -> CommentInfo:
+                     marker: str, *, may_exist: bool = True) -> CommentInfo:
         """Comment on the PR once per ``marker``: a retry finds the earlier comment instead.
 
         The marker (say ``<!-- gateway:reply:42 -->``) is appended to the body if absent.
+        ``may_exist=False`` (a first attempt, which cannot have posted) skips the search,
+        which pages through every comment on the PR and costs rate limit.
         """
         if not marker:
             raise ValueError("post_comment needs a non-empty marker")
@@ -143,7 +145,7 @@ class GitHubApp:
 
         def comment(gh: Github) -> CommentInfo:
             issue = gh.get_repo(repo).get_issue(number)
-            for earlier in issue.get_comments():
+            for earlier in issue.get_comments() if may_exist else ():
                 if marker in (earlier.body or ""):
                     return _comment_info(earlier)
             pace()

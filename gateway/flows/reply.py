@@ -26,6 +26,7 @@ from sqlalchemy import select
 from gateway.flows import comment
 from gateway.flows.context import FlowContext
 from gateway.flows.mail import queue_thread_mail
+from gateway.flows.unsubscribe import unsubscribe_by_mail
 from gateway.queue import ClaimedJob, JobKind, enqueue
 from gateway.signing import REPLY_LOCAL, TokenInvalid
 from gateway.store import InboundMessage, Participant, Thread
@@ -58,6 +59,8 @@ class ReplyPipeline:
             return RECIPIENT_OK  # sub-address dropped: the signed Message-ID must name the thread
         try:
             if local.startswith(UNSUBSCRIBE_LOCAL + "+"):
+                if domain.lower() != self.ctx.settings.reply_domain:
+                    return UNKNOWN_RECIPIENT.because(f"unsubscribe address at foreign domain {domain!r}")
                 self.ctx.tokens.verify_unsubscribe(local.split("+", 1)[1])
                 return RECIPIENT_OK
             thread_id = self.ctx.tokens.verify_address(address)
@@ -81,22 +84,21 @@ class ReplyPipeline:
     def deliver(self, envelope: Envelope) -> Decision:
         message = parse_message(envelope.content)
         unsubscribes = [r for r in envelope.rcpt_tos if r.lower().startswith(UNSUBSCRIBE_LOCAL + "+")]
-        if unsubscribes:
-            from gateway.flows.unsubscribe import unsubscribe_by_mail
-
-            for address in unsubscribes:
-                unsubscribe_by_mail(self.ctx, address.split("@")[0].split("+", 1)[1])
-        thread_ids = self._threads_of(envelope, message)
+        for address in unsubscribes:
+            unsubscribe_by_mail(self.ctx, address.split("@")[0].split("+", 1)[1])
+        replies = [r for r in envelope.rcpt_tos if r not in unsubscribes]
+        if unsubscribes and not replies:
+            return ACCEPTED.because("unsubscribed")  # never a comment, whatever it threads under
+        thread_ids = self._threads_of(replies, message)
         if not thread_ids:
-            return ACCEPTED if unsubscribes else UNKNOWN_RECIPIENT.because("no valid token in the recipient "
-                                                                           "or In-Reply-To/References")
+            return UNKNOWN_RECIPIENT.because("no valid token in the recipient or In-Reply-To/References")
         decisions = [self._deliver_to_thread(thread_id, envelope, message) for thread_id in thread_ids]
         accepted = [d for d in decisions if d.accepted]
         return accepted[0] if accepted else decisions[0]
 
-    def _threads_of(self, envelope: Envelope, message: ParsedMessage) -> list[str]:
+    def _threads_of(self, recipients: list[str], message: ParsedMessage) -> list[str]:
         found: list[str] = []
-        for address in envelope.rcpt_tos:
+        for address in recipients:
             try:
                 found.append(self.ctx.tokens.verify_address(address))
             except TokenInvalid:
@@ -195,7 +197,8 @@ def process_reply(ctx: FlowContext, job: ClaimedJob) -> None:
     if redacted:
         log.warning("inbound %s: redacted %s before posting", work.inbound_id, ", ".join(redacted))
     posted = ctx.github.post_comment(work.installation_id, work.repo, work.pr_number, body,
-                                     comment.marker(work.thread_id, work.inbound_id))
+                                     comment.marker(work.thread_id, work.inbound_id),
+                                     may_exist=job.attempts > 1)  # only an earlier attempt can have posted
     _record(ctx, work, message, verdict="posted", comment_id=posted.id, comment_url=posted.url,
             attachments=attachments)
 
