@@ -31,6 +31,24 @@ from gateway.store import Database, Installation, Job, utcnow
 log = logging.getLogger("gateway.queue")
 
 
+class Paused(Exception):
+    """The job's installation is suspended: put it back, untouched, until it is resumed."""
+
+
+def raise_if_suspended(db: Database, job_id: int, installation_id: int) -> None:
+    """Tag a job with the installation it turned out to need; Paused if that one is suspended.
+
+    For jobs that only learn their installation while running (a PR request without one).
+    """
+    with db.session() as session:
+        session.get(Job, job_id).installation_id = installation_id
+        installation = session.get(Installation, installation_id)
+        reason = (installation.suspended_reason or "the installation is suspended"
+                  if installation is not None and installation.suspended_at is not None else None)
+    if reason is not None:  # raised after the commit: the tag is what keeps the job waiting
+        raise Paused(f"paused: {reason}")
+
+
 @dataclass(frozen=True)
 class ClaimedJob:
     id: int
@@ -124,6 +142,8 @@ class Worker:
             if kind is None:
                 raise PermanentError(f"no handler for job kind {job.kind!r}")
             kind.run(job)
+        except Paused as exc:
+            self._pause(job, str(exc))
         except PermanentError as exc:
             self._dead(job, kind, str(exc))
         except TransientError as exc:
@@ -170,6 +190,13 @@ class Worker:
             row = session.get(Job, job.id)
             row.status, row.last_error = "queued", reason
             row.run_after = self.clock() + timedelta(seconds=delay)
+            row.locked_by = row.locked_until = None
+
+    def _pause(self, job: ClaimedJob, reason: str) -> None:
+        log.info("job %s (%s) %s", job.id, job.kind, reason)
+        with self.db.session() as session:
+            row = session.get(Job, job.id)
+            row.status, row.last_error, row.attempts = "queued", reason, max(0, row.attempts - 1)
             row.locked_by = row.locked_until = None
 
     def _dead(self, job: ClaimedJob, kind: JobKind | None, reason: str) -> None:

@@ -102,3 +102,24 @@ def test_jobs_of_a_suspended_installation_wait(db):
     with db.session() as s:
         s.get(Installation, 42).suspended_at = None
     assert worker.run_once() and job_row(db, job_id)[0] == "done"
+
+
+def test_a_job_that_finds_its_installation_suspended_waits_without_spending_an_attempt(db):
+    from gateway.queue import raise_if_suspended
+
+    with db.session() as s:
+        s.add(Installation(id=7, suspended_at=utcnow(), suspended_reason="the App was uninstalled"))
+    job_id = add_job(db)  # enqueued before anyone knew its installation
+    ran = []
+
+    def run(job):
+        raise_if_suspended(db, job.id, 7)
+        ran.append(job.id)
+
+    worker = Worker(db, [JobKind("k", run)])
+    assert worker.run_until_idle() == 1  # claimed once, then left alone
+    status, attempts, error, _ = job_row(db, job_id)
+    assert (status, attempts, error) == ("queued", 0, "paused: the App was uninstalled")
+    with db.session() as s:
+        s.get(Installation, 7).suspended_at = None
+    assert worker.run_until_idle() == 1 and ran == [job_id] and job_row(db, job_id)[0] == "done"

@@ -19,7 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from gateway.flows.context import FlowContext
 from gateway.flows.mail import queue_thread_mail
 from gateway.flows.pr_request import InvalidRequest, PullRequestSpec
-from gateway.queue import ClaimedJob, JobKind, enqueue
+from gateway.queue import ClaimedJob, JobKind, enqueue, raise_if_suspended
 from gateway.store import Job, Participant, PullRequestRequest, Thread
 from github_app.mirror import mirror_branch
 from outbound.compose import notification_content
@@ -98,6 +98,7 @@ def open_pull_request(ctx: FlowContext, job: ClaimedJob) -> None:
         spec = _spec_of(request)
 
     installation_id = spec.installation_id or ctx.installations.installation_for_repo(spec.repo)
+    raise_if_suspended(ctx.db, job.id, installation_id)
     if spec.source_url:
         _set_status(ctx, request_id, "mirroring", installation_id=installation_id)
         mirror_branch(source_url=spec.source_url, source_ref=spec.source_ref, target_repo=spec.repo,
@@ -139,12 +140,9 @@ def request_failed(ctx: FlowContext, job: ClaimedJob, reason: str) -> None:
 
 
 def _set_status(ctx: FlowContext, request_id: str, status: str, *, installation_id: int) -> None:
-    """Also tags the job with its installation, so suspending the installation pauses it."""
     with ctx.db.session() as session:
         request = session.get(PullRequestRequest, request_id)
         request.status, request.installation_id = status, installation_id
-        if request.job_id is not None:
-            session.get(Job, request.job_id).installation_id = installation_id
 
 
 def _spec_of(request: PullRequestRequest) -> PullRequestSpec:
