@@ -7,7 +7,9 @@ receive()   (the webhook view, after the signature check) store the delivery and
 handle()    (the job) installation deleted/suspended → purge tokens, pause its
             jobs; unsuspend → resume. On a PR with a thread: comments, review
             comments, submitted reviews, merged, closed, reopened become a mail
-            in that thread to every subscribed participant.
+            in that thread to every subscribed participant, queued in the same
+            transaction that records the delivery's outcome (a retried job never
+            mails twice). Revoked threads get nothing.
 Never relayed: the gateway's own comments (bot login or marker) and anything
 its own App caused.
 """
@@ -17,7 +19,7 @@ import json
 import logging
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from gateway.flows.comment import has_marker
@@ -56,19 +58,22 @@ class Activity:
 
 
 def handle(ctx: FlowContext, job: ClaimedJob) -> None:
+    delivery_id = job.payload["delivery_id"]
     with ctx.db.session() as session:
-        delivery = session.get(WebhookDelivery, job.payload["delivery_id"])
+        delivery = session.get(WebhookDelivery, delivery_id)
         if delivery is None or delivery.outcome is not None:
-            return
+            return  # handled before a crash
         event, payload = delivery.event, json.loads(delivery.payload)
 
     if event == "installation":
         outcome = _installation_changed(ctx, payload)
     else:
-        outcome = _relay_activity(ctx, event, payload)
+        outcome = _relay_activity(ctx, delivery_id, event, payload)
     with ctx.db.session() as session:
-        session.get(WebhookDelivery, job.payload["delivery_id"]).outcome = outcome
-    log.info("delivery %s (%s.%s): %s", job.payload["delivery_id"], event, payload.get("action"), outcome)
+        delivery = session.get(WebhookDelivery, delivery_id)
+        if delivery.outcome is None:  # a relay already recorded its outcome with its mails
+            delivery.outcome = outcome
+    log.info("delivery %s (%s.%s): %s", delivery_id, event, payload.get("action"), outcome)
 
 
 def _installation_changed(ctx: FlowContext, payload: dict) -> str:
@@ -76,24 +81,28 @@ def _installation_changed(ctx: FlowContext, payload: dict) -> str:
     installation_id = installation.get("id")
     if not installation_id:
         return "ignored: no installation id"
-    if action in ("deleted", "suspend"):
-        ctx.installations.invalidate(installation_id)
+    pausing = action in ("deleted", "suspend")
     with ctx.db.session() as session:
         row = session.get(Installation, installation_id)
         if row is None:
             row = Installation(id=installation_id)
             session.add(row)
         row.account = (installation.get("account") or {}).get("login")
-        if action in ("deleted", "suspend"):
+        if pausing:
             by = (payload.get("sender") or {}).get("login", "someone")
             row.suspended_at = ctx.clock()
             row.suspended_reason = ("the App was uninstalled" if action == "deleted"
                                     else f"the installation was suspended by {by}")
-            return f"paused: {row.suspended_reason}"
-        if action in ("unsuspend", "created"):
+            outcome = f"paused: {row.suspended_reason}"
+        elif action in ("unsuspend", "created"):
             row.suspended_at, row.suspended_reason = None, None
-            return "resumed"
-    return f"ignored: installation.{action}"
+            outcome = "resumed"
+        else:
+            outcome = f"ignored: installation.{action}"
+    if pausing:
+        # Only once the pause is committed: no job of this installation can fetch a new token after.
+        ctx.installations.invalidate(installation_id)
+    return outcome
 
 
 def _activity_of(event: str, payload: dict) -> tuple[int | None, Activity | None]:
@@ -124,31 +133,39 @@ def _activity_of(event: str, payload: dict) -> tuple[int | None, Activity | None
 
 def _is_own(ctx: FlowContext, payload: dict, activity: Activity) -> bool:
     """The gateway's own doing: its bot's account, its marker, or its App."""
+    bot = ctx.bot_login.lower()  # GitHub logins are case-insensitive
     sender = payload.get("sender") or {}
     item = payload.get("comment") or payload.get("review") or {}
     via_app = (item.get("performed_via_github_app") or {}).get("id")
-    return (sender.get("login") == ctx.bot_login or activity.actor == ctx.bot_login
+    return ((sender.get("login") or "").lower() == bot or activity.actor.lower() == bot
             or has_marker(activity.text)
             or (via_app is not None and str(via_app) == str(ctx.settings.github_app_id)))
 
 
-def _relay_activity(ctx: FlowContext, event: str, payload: dict) -> str:
+def _relay_activity(ctx: FlowContext, delivery_id: str, event: str, payload: dict) -> str:
     number, activity = _activity_of(event, payload)
     if activity is None:
         return f"ignored: {event}.{payload.get('action')} is not relayed"
-    repo = (payload.get("repository") or {}).get("full_name")
     if _is_own(ctx, payload, activity):
         return "ignored: caused by the gateway itself"
+    repo = (payload.get("repository") or {}).get("full_name") or ""
     with ctx.db.session() as session:
-        thread = session.scalars(select(Thread).where(Thread.repo == repo, Thread.pr_number == number)).first()
+        # GitHub sends the canonical full_name; the API caller may have spelled it in another case.
+        thread = session.scalars(select(Thread).where(func.lower(Thread.repo) == repo.lower(),
+                                                      Thread.pr_number == number)).first()
         if thread is None:
             return f"ignored: {repo}#{number} has no mail thread"
+        if thread.revoked_at is not None:
+            return f"ignored: the mail thread of {repo}#{number} was revoked"
         participants = session.scalars(select(Participant).where(Participant.thread_id == thread.id)).all()
-        content = activity_content(repo=repo, title=thread.title, kind=activity.kind, actor=activity.actor,
+        content = activity_content(repo=thread.repo, title=thread.title, kind=activity.kind, actor=activity.actor,
                                    text=activity.text, url=activity.url, review_state=activity.review_state)
         sent = sum(queue_thread_mail(session, ctx, thread=thread, participant=p, kind=f"activity:{activity.kind}",
                                      content=content) is not None for p in participants)
-    return f"relayed {activity.kind} to {sent} of {len(participants)} participant(s)"
+        outcome = f"relayed {activity.kind} to {sent} of {len(participants)} participant(s)"
+        # Committed with the mails: a retry of this job finds it and mails nobody twice.
+        session.get(WebhookDelivery, delivery_id).outcome = outcome
+    return outcome
 
 
 def job_kinds(ctx: FlowContext) -> list[JobKind]:

@@ -2,14 +2,15 @@
 
 No mail, webhook or job calls this module; the reply flow can only comment.
 GitHub's refusals (not mergeable, checks failing, head moved) come back as a
-reason the caller can act on.
+reason the caller can act on, and so does an installation we have paused
+(suspended or uninstalled: its tokens were purged and GitHub would refuse too).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from gateway.flows.context import FlowContext
-from gateway.store import PullRequestRequest
+from gateway.store import Installation, PullRequestRequest
 from github_app.client import MergeRefused, MergeResult
 
 METHODS = ("merge", "squash", "rebase")
@@ -37,6 +38,9 @@ def merge_pull_request(ctx: FlowContext, request_id: str, *, method: str, expect
         if request.pr_number is None:
             raise MergeNotPossible(409, f"the pull request is not open yet (status: {request.status})")
         installation_id, repo, number, url = request.installation_id, request.repo, request.pr_number, request.pr_url
+        installation = session.get(Installation, installation_id)
+        if installation is not None and installation.suspended_at is not None:
+            raise MergeNotPossible(409, f"the GitHub App installation is paused: {installation.suspended_reason}")
     try:
         result: MergeResult = ctx.github.merge(installation_id, repo, number, method=method,
                                                expected_head_sha=expected_head_sha)

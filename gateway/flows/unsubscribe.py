@@ -9,7 +9,7 @@ import logging
 
 from gateway.flows.context import FlowContext
 from gateway.signing import TokenInvalid
-from gateway.store import Participant
+from gateway.store import Participant, Thread
 
 log = logging.getLogger("gateway.unsubscribe")
 
@@ -26,8 +26,6 @@ def describe(ctx: FlowContext, token: str) -> tuple[str, str, bool] | None:
             return None
         local, _, domain = participant.email.partition("@")
         masked = f"{local[:1]}…@{domain}"
-        from gateway.store import Thread
-
         thread = session.get(Thread, thread_id)
         return f"{thread.repo} #{thread.pr_number}", masked, participant.unsubscribed_at is not None
 
