@@ -203,6 +203,9 @@ class Settings:
             raise ConfigError("GITHUB_APP_PRIVATE_KEY: required (or GITHUB_APP_PRIVATE_KEY_FILE)")
         if not self.github_webhook_secret:
             raise ConfigError("GITHUB_WEBHOOK_SECRET: required (the App's webhook secret)")
+        if not self.public_url.startswith("https://"):
+            raise ConfigError("GATEWAY_PUBLIC_URL: required, the https:// address where mail recipients reach "
+                              "the web app (RFC 8058 one-click unsubscribe links must be HTTPS)")
 
     def with_sandbox_defaults(self) -> "Settings":
         """Fill what a first run on a bare machine lacks, persisting generated secrets in data_dir."""

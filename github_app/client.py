@@ -53,6 +53,7 @@ class MergeResult:
     merged: bool
     sha: str | None
     message: str
+    already_merged: bool = False  # merged before this call (a retry, or someone on GitHub)
 
 
 class MergeRefused(PermanentError):
@@ -164,7 +165,8 @@ class GitHubApp:
         def merge(gh: Github) -> MergeResult:
             pull = gh.get_repo(repo).get_pull(number)
             if pull.merged:
-                return MergeResult(True, pull.merge_commit_sha, "Pull request was already merged")
+                return MergeResult(True, pull.merge_commit_sha, "Pull request was already merged",
+                                   already_merged=True)
             pace()
             options = {"merge_method": method}
             if expected_head_sha:

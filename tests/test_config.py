@@ -38,10 +38,10 @@ def test_service_requires_secret_tokens_domain_relay_and_app():
     base = {"GATEWAY_SECRET_KEY": "k" * 32, "GATEWAY_API_TOKENS": "t1", "GATEWAY_REPLY_DOMAIN": "r.example.com",
             "GATEWAY_SMTP_RELAY_URL": "smtp://relay:25", "GITHUB_APP_ID": "1",
             "GITHUB_APP_PRIVATE_KEY": "-----BEGIN RSA PRIVATE KEY-----\\nx\\n-----END RSA PRIVATE KEY-----",
-            "GITHUB_WEBHOOK_SECRET": "w"}
+            "GITHUB_WEBHOOK_SECRET": "w", "GATEWAY_PUBLIC_URL": "https://gateway.example.com"}
     Settings.from_env(base, env_file=None).require_for_service()
     for name in ["GATEWAY_SECRET_KEY", "GATEWAY_API_TOKENS", "GATEWAY_REPLY_DOMAIN", "GATEWAY_SMTP_RELAY_URL",
-                 "GITHUB_APP_ID", "GITHUB_APP_PRIVATE_KEY", "GITHUB_WEBHOOK_SECRET"]:
+                 "GITHUB_APP_ID", "GITHUB_APP_PRIVATE_KEY", "GITHUB_WEBHOOK_SECRET", "GATEWAY_PUBLIC_URL"]:
         env = {k: v for k, v in base.items() if k != name}
         with pytest.raises(ConfigError, match=f"^{name}"):
             Settings.from_env(env, env_file=None).require_for_service()
@@ -59,3 +59,12 @@ def test_sandbox_defaults_persist_generated_secrets(tmp_path):
     again = Settings.from_env({"GATEWAY_DATA_DIR": str(tmp_path)}, env_file=None, sandbox=True).with_sandbox_defaults()
     assert s.secret_key == again.secret_key and s.api_tokens == again.api_tokens
     assert s.reply_domain == "localhost" and s.maildir == tmp_path / "maildir"
+
+
+def test_public_url_must_be_https_outside_the_sandbox():
+    env = {"GATEWAY_SECRET_KEY": "k" * 32, "GATEWAY_API_TOKENS": "t", "GATEWAY_REPLY_DOMAIN": "r.example.com",
+           "GATEWAY_SMTP_RELAY_URL": "smtp://relay:25", "GITHUB_APP_ID": "1", "GITHUB_WEBHOOK_SECRET": "w",
+           "GITHUB_APP_PRIVATE_KEY": "-----BEGIN RSA PRIVATE KEY-----\\nx\\n-----END RSA PRIVATE KEY-----",
+           "GATEWAY_PUBLIC_URL": "http://gateway.example.com"}
+    with pytest.raises(ConfigError, match="^GATEWAY_PUBLIC_URL: required, the https://"):
+        Settings.from_env(env, env_file=None).require_for_service()

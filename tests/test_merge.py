@@ -60,7 +60,12 @@ def test_merge_defaults_to_squash_and_answers_with_the_commit(gateway, opened):
     assert (pull["state"], pull["merged"], pull["merged_by"]["login"]) == ("closed", True, BOT)
     assert gateway.emulator.branch_sha(REPO, "main") == pull["merge_commit_sha"]
     assert parent_count(gateway, pull["merge_commit_sha"]) == 1  # squashed
-    assert gateway.sink.messages == []  # merging is not mail's business; GitHub's webhook tells the thread
+    # GitHub's "merged" event names the App's bot and is never relayed, so the merge flow tells the thread.
+    gateway.run_jobs()
+    [mail] = gateway.sink.clear()
+    assert mail.recipients == ["ann@example.com"]
+    assert mail.message["Subject"] == "Re: [widgets] PR ready: Fix the typo in the README"
+    assert "A maintainer merged the pull request" in mail.message.get_body(("plain",)).get_content()
 
 
 @pytest.mark.parametrize("method, parents", [("merge", 2), ("squash", 1), ("rebase", 1)])
@@ -78,6 +83,8 @@ def test_merging_again_reports_the_earlier_merge(gateway, opened):
     assert again.status_code == 200
     assert again.json() == {**first.json(), "message": "Pull request was already merged"}
     assert count_requests(gateway.emulator, "PUT", "/merge") == 1
+    gateway.run_jobs()
+    assert len(gateway.sink.messages) == 1  # one "merged" mail, not one per call
 
 
 def test_a_pr_merged_on_github_meanwhile_is_reported_merged(gateway, opened):

@@ -157,15 +157,20 @@ def _relay_activity(ctx: FlowContext, delivery_id: str, event: str, payload: dic
             return f"ignored: {repo}#{number} has no mail thread"
         if thread.revoked_at is not None:
             return f"ignored: the mail thread of {repo}#{number} was revoked"
-        participants = session.scalars(select(Participant).where(Participant.thread_id == thread.id)).all()
-        content = activity_content(repo=thread.repo, title=thread.title, kind=activity.kind, actor=activity.actor,
-                                   text=activity.text, url=activity.url, review_state=activity.review_state)
-        sent = sum(queue_thread_mail(session, ctx, thread=thread, participant=p, kind=f"activity:{activity.kind}",
-                                     content=content) is not None for p in participants)
-        outcome = f"relayed {activity.kind} to {sent} of {len(participants)} participant(s)"
+        outcome = mail_activity(session, ctx, thread, activity)
         # Committed with the mails: a retry of this job finds it and mails nobody twice.
         session.get(WebhookDelivery, delivery_id).outcome = outcome
     return outcome
+
+
+def mail_activity(session, ctx: FlowContext, thread: Thread, activity: Activity) -> str:
+    """One mail per subscribed participant, in the caller's transaction; returns the outcome."""
+    participants = session.scalars(select(Participant).where(Participant.thread_id == thread.id)).all()
+    content = activity_content(repo=thread.repo, title=thread.title, kind=activity.kind, actor=activity.actor,
+                               text=activity.text, url=activity.url, review_state=activity.review_state)
+    sent = sum(queue_thread_mail(session, ctx, thread=thread, participant=p, kind=f"activity:{activity.kind}",
+                                 content=content) is not None for p in participants)
+    return f"relayed {activity.kind} to {sent} of {len(participants)} participant(s)"
 
 
 def job_kinds(ctx: FlowContext) -> list[JobKind]:

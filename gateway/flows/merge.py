@@ -10,7 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from gateway.flows.context import FlowContext
-from gateway.store import Installation, PullRequestRequest
+from gateway.flows.github_events import Activity, mail_activity
+from gateway.store import Installation, PullRequestRequest, Thread
 from github_app.client import MergeRefused, MergeResult
 
 METHODS = ("merge", "squash", "rebase")
@@ -38,6 +39,7 @@ def merge_pull_request(ctx: FlowContext, request_id: str, *, method: str, expect
         if request.pr_number is None:
             raise MergeNotPossible(409, f"the pull request is not open yet (status: {request.status})")
         installation_id, repo, number, url = request.installation_id, request.repo, request.pr_number, request.pr_url
+        thread_id = request.thread_id
         installation = session.get(Installation, installation_id)
         if installation is not None and installation.suspended_at is not None:
             raise MergeNotPossible(409, f"the GitHub App installation is paused: {installation.suspended_reason}")
@@ -46,4 +48,10 @@ def merge_pull_request(ctx: FlowContext, request_id: str, *, method: str, expect
                                                expected_head_sha=expected_head_sha)
     except MergeRefused as exc:
         raise MergeNotPossible(409, exc.reason) from None
+    # GitHub's own "merged" event names our bot, which the webhook flow never relays
+    # (no echo), so the people on the thread hear of this merge from here.
+    with ctx.db.session() as session:
+        thread = session.get(Thread, thread_id) if thread_id else None
+        if thread is not None and thread.revoked_at is None and not result.already_merged:
+            mail_activity(session, ctx, thread, Activity("merged", "A maintainer", None, url))
     return MergeOutcome(number=number, url=url, sha=result.sha, message=result.message)
