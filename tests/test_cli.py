@@ -86,3 +86,16 @@ def test_serve_sandbox_says_github_is_emulated_and_its_curl_line_works(tmp_path)
     finally:
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=30) == 0
+
+
+def test_inbound_list_and_thread_revoke_on_an_empty_database(tmp_path):
+    env = env_for(tmp_path, GATEWAY_SANDBOX="1")
+    run = lambda *args: subprocess.run([*GATEWAY, *args], cwd=tmp_path, capture_output=True, text=True,
+                                       timeout=60, env=env)
+    assert run("db", "upgrade").returncode == 0
+    listed = run("inbound", "list", "--verdict", "posted")
+    assert (listed.returncode, listed.stdout) == (0, "")
+    revoked = run("threads", "revoke", "nosuchthread")
+    assert (revoked.returncode, revoked.stderr) == (1, "no thread nosuchthread\n")
+    jobs = run("jobs", "replay", "12345")
+    assert (jobs.returncode, jobs.stderr) == (1, "job 12345 is not dead-lettered (or does not exist)\n")

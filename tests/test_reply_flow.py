@@ -345,3 +345,21 @@ def test_raw_mime_over_http_uses_the_same_pipeline(gateway, thread):
     assert missing.status_code == 422 and set(missing.json()["error"]["fields"]) == {"from", "to"}
     gateway.run_jobs()
     assert [posted_text(c) for c in comments(gateway)] == ["**Ann Reporter** via email:\n\nPosted via a provider webhook."]
+
+
+def test_a_failed_write_before_250_answers_451_and_the_retry_is_posted(gateway, thread):
+    """Nothing is acknowledged that was not stored: the client keeps the message and tries again."""
+    def rename(old, new):
+        with gateway.ctx.db.engine.begin() as connection:
+            connection.exec_driver_sql(f"ALTER TABLE {old} RENAME TO {new}")
+
+    reply = mail_clients.gmail(thread, TEXT)
+    rename("inbound_messages", "inbound_messages_away")
+    try:
+        assert send(gateway, reply) == (451, "4.3.0 Temporary failure, try again later")
+    finally:
+        rename("inbound_messages_away", "inbound_messages")
+    assert verdicts(gateway) == []
+    assert send(gateway, reply)[0] == 250  # the MTA's retry
+    gateway.run_jobs()
+    assert [posted_text(c) for c in comments(gateway)] == [f"**Ann Reporter** via email:\n\n{TEXT}"]
