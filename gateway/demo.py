@@ -11,7 +11,6 @@ import logging
 import smtplib
 import subprocess
 import tempfile
-import threading
 import time
 from email import message_from_bytes, policy
 from email.message import EmailMessage
@@ -23,7 +22,7 @@ import requests
 from gateway.config import Settings
 from gateway.flows.context import build_context
 from gateway.migrate import upgrade
-from gateway.runner import DevWebServer, make_receiver, make_worker
+from gateway.runner import LocalGateway
 from gateway.sandbox import SANDBOX_REPO, start_sandbox
 from gateway.store import Database
 
@@ -58,12 +57,10 @@ def run_demo() -> int:
         db = Database(settings.database_url)
         upgrade(db)
         ctx = build_context(settings, db, github_emulated=True)
-        web = DevWebServer(ctx, "127.0.0.1", 0)
-        receiver = make_receiver(ctx, port=0)
-        stop = threading.Event()
-        worker = threading.Thread(target=make_worker(ctx, poll_interval=0.1).run_forever, args=(stop,), daemon=True)
-        web.start(), receiver.start(), worker.start()
-        base = f"http://127.0.0.1:{web.port}"
+        gateway = LocalGateway(ctx, http_port=0, smtp_port=0, poll_interval=0.1)
+        gateway.start()
+        receiver = gateway.receiver
+        base = f"http://127.0.0.1:{gateway.web.port}"
         print(f"SANDBOX: GitHub is emulated at {settings.github_api_url}; mail goes to {settings.maildir}")
         step = "start"
         try:
@@ -126,8 +123,6 @@ def run_demo() -> int:
             print(f"✗ {step}: {exc}")
             return 1
         finally:
-            stop.set()
-            receiver.stop()
-            web.stop()
+            gateway.stop()
             sandbox.stop()
             db.dispose()

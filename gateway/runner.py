@@ -50,37 +50,57 @@ class DevWebServer:
         self.thread.join(timeout=5)
 
 
-def wait_for_signal() -> None:
+class LocalGateway:
+    """Web app, SMTP receiver and (optionally) a worker thread, started and stopped together.
+
+    `gateway serve`, `gateway demo` and the end-to-end tests all run the gateway this way;
+    ports default to the settings, 0 picks free ones (read them back from .web / .receiver).
+    """
+
+    def __init__(self, ctx: FlowContext, *, http_port: int | None = None, smtp_port: int | None = None,
+                 worker: bool = True, poll_interval: float = 0.5):
+        s = ctx.settings
+        self.web = DevWebServer(ctx, s.http_host, s.http_port if http_port is None else http_port)
+        self.receiver = make_receiver(ctx, port=smtp_port)
+        self._stop = threading.Event()
+        self._worker = threading.Thread(target=make_worker(ctx, poll_interval=poll_interval).run_forever,
+                                        args=(self._stop,), name="worker", daemon=True) if worker else None
+
+    def start(self) -> None:
+        self.web.start()
+        self.receiver.start()
+        if self._worker is not None:
+            self._worker.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.receiver.stop()
+        self.web.stop()
+        if self._worker is not None:
+            self._worker.join(timeout=30)
+
+
+def stop_on_signal() -> threading.Event:
+    """An event set by SIGINT or SIGTERM."""
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    stop.wait()
+    return stop
 
 
 def run_all(ctx: FlowContext, on_ready=None) -> None:
     """Web, SMTP and worker in one process until SIGINT/SIGTERM."""
-    web = DevWebServer(ctx, ctx.settings.http_host, ctx.settings.http_port)
-    receiver = make_receiver(ctx)
-    worker = make_worker(ctx)
-    stop = threading.Event()
-    worker_thread = threading.Thread(target=worker.run_forever, args=(stop,), name="worker", daemon=True)
-    web.start()
-    receiver.start()
-    worker_thread.start()
+    gateway = LocalGateway(ctx)
+    stop = stop_on_signal()
+    gateway.start()
     if on_ready:
-        on_ready(web, receiver)
+        on_ready(gateway.web, gateway.receiver)
     try:
-        wait_for_signal()
+        stop.wait()
     finally:
         log.info("shutting down")
-        stop.set()
-        receiver.stop()
-        web.stop()
-        worker_thread.join(timeout=30)
+        gateway.stop()
 
 
 def run_worker(ctx: FlowContext) -> None:
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
-    make_worker(ctx).run_forever(stop)
+    make_worker(ctx).run_forever(stop_on_signal())

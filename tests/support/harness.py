@@ -16,7 +16,7 @@ import requests
 
 from gateway.config import Settings
 from gateway.flows.context import FlowContext, build_context
-from gateway.runner import DevWebServer, make_receiver, make_worker
+from gateway.runner import LocalGateway, make_worker
 from gateway.store import Database
 from github_app.emulator import GitHubEmulator
 from tests.support.github import app_key_pair
@@ -36,8 +36,15 @@ class Harness:
     emulator: GitHubEmulator
     sink: SmtpSink
     ctx: FlowContext
-    web: DevWebServer
-    receiver: object
+    services: LocalGateway
+
+    @property
+    def web(self):
+        return self.services.web
+
+    @property
+    def receiver(self):
+        return self.services.receiver
 
     @property
     def base_url(self) -> str:
@@ -88,8 +95,7 @@ class Harness:
         return self.api("GET", f"/api/pull-requests/{response.json()['id']}").json()
 
     def close(self) -> None:
-        self.receiver.stop()
-        self.web.stop()
+        self.services.stop()
         self.sink.stop()
         self.emulator.stop()
 
@@ -111,8 +117,6 @@ def start_harness(db: Database, tmp_path, **settings_overrides) -> Harness:
         public_url="http://gateway.test", smtp_port=0, allow_local_sources=True,
     ).replace(**settings_overrides)
     ctx = build_context(settings, db, github_emulated=True)
-    web = DevWebServer(ctx, "127.0.0.1", 0)
-    web.start()
-    receiver = make_receiver(ctx, port=0)
-    receiver.start()
-    return Harness(emulator=emulator, sink=sink, ctx=ctx, web=web, receiver=receiver)
+    services = LocalGateway(ctx, http_port=0, smtp_port=0, worker=False)  # tests run jobs themselves
+    services.start()
+    return Harness(emulator=emulator, sink=sink, ctx=ctx, services=services)
