@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import secrets
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -230,8 +230,4 @@ class Settings:
         )
 
     def replace(self, **changes) -> "Settings":
-        names = {f.name for f in fields(self)}
-        unknown = set(changes) - names
-        if unknown:
-            raise TypeError(f"unknown settings: {sorted(unknown)}")
         return replace(self, **changes)

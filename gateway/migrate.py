@@ -34,7 +34,3 @@ def current_revision(db: Database) -> str | None:
 
 def head_revision(db: Database) -> str:
     return ScriptDirectory.from_config(alembic_config(db)).get_current_head()
-
-
-def is_up_to_date(db: Database) -> bool:
-    return current_revision(db) == head_revision(db)

@@ -109,7 +109,6 @@ class Worker:
         self.backoff_cap = backoff_cap
         self.rng = rng
         self.clock = clock
-        self.last_error: str | None = None
 
     def claim(self) -> ClaimedJob | None:
         now = self.clock()
@@ -167,9 +166,7 @@ class Worker:
         while not stop.is_set():
             try:
                 busy = self.run_once()
-                self.last_error = None
-            except Exception as exc:  # database down: keep the process alive and try again
-                self.last_error = f"{type(exc).__name__}: {exc}"
+            except Exception:  # database down: keep the process alive and try again
                 log.exception("worker loop failed; retrying")
                 busy = False
             if not busy:

@@ -74,10 +74,6 @@ class ReplyTokens:
         sig = _sign(self.secrets[0], "reply-address", thread_id, ts)
         return f"{REPLY_LOCAL}+{thread_id}.{ts}.{sig}@{self.domain}"
 
-    def bare_reply_address(self) -> str:
-        """Where mail lands when a mailbox drops the +token part."""
-        return f"{REPLY_LOCAL}@{self.domain}"
-
     def message_id(self, thread_id: str, seq: int) -> str:
         ts = self._now_ts()
         sig = _sign(self.secrets[0], "message-id", thread_id, str(seq), ts)

@@ -12,7 +12,7 @@ from typing import Callable
 from sqlalchemy import func, select, text
 
 from gateway.flows.context import FlowContext
-from gateway.migrate import is_up_to_date
+from gateway.migrate import current_revision, head_revision
 from gateway.store import Job
 
 CACHE_SECONDS = 30.0
@@ -22,6 +22,7 @@ class HealthChecks:
     def __init__(self, ctx: FlowContext, *, cache_seconds: float = CACHE_SECONDS):
         self.ctx = ctx
         self.cache_seconds = cache_seconds
+        self._schema_head = head_revision(ctx.db)  # read from the migration files once, not per probe
         self._cache: dict[str, tuple[float, dict]] = {}
         self._lock = threading.Lock()
 
@@ -49,7 +50,7 @@ class HealthChecks:
                 session.execute(text("SELECT 1"))
                 dead = session.scalar(select(func.count()).select_from(Job).where(Job.status == "dead"))
                 queued = session.scalar(select(func.count()).select_from(Job).where(Job.status == "queued"))
-            if not is_up_to_date(self.ctx.db):
+            if current_revision(self.ctx.db) != self._schema_head:
                 return {"ok": False, "state": "schema out of date; run `gateway db upgrade`"}
             return {"ok": True, "state": "ok", "backend": self.ctx.db.engine.dialect.name,
                     "jobs_queued": queued, "jobs_dead": dead}

@@ -26,7 +26,7 @@ from sqlalchemy import select
 from gateway.flows import comment
 from gateway.flows.context import FlowContext
 from gateway.flows.mail import queue_thread_mail
-from gateway.flows.unsubscribe import unsubscribe_by_mail
+from gateway.flows.unsubscribe import unsubscribe
 from gateway.queue import ClaimedJob, JobKind, enqueue
 from gateway.signing import REPLY_LOCAL, TokenInvalid
 from gateway.store import InboundMessage, Participant, Thread
@@ -85,7 +85,7 @@ class ReplyPipeline:
         message = parse_message(envelope.content)
         unsubscribes = [r for r in envelope.rcpt_tos if r.lower().startswith(UNSUBSCRIBE_LOCAL + "+")]
         for address in unsubscribes:
-            unsubscribe_by_mail(self.ctx, address.split("@")[0].split("+", 1)[1])
+            unsubscribe(self.ctx, address.split("@")[0].split("+", 1)[1])
         replies = [r for r in envelope.rcpt_tos if r not in unsubscribes]
         if unsubscribes and not replies:
             return ACCEPTED.because("unsubscribed")  # never a comment, whatever it threads under

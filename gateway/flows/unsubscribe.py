@@ -45,6 +45,3 @@ def unsubscribe(ctx: FlowContext, token: str) -> bool:
             log.info("participant %s unsubscribed from thread %s", participant_id, thread_id)
     return True
 
-
-def unsubscribe_by_mail(ctx: FlowContext, token: str) -> bool:
-    return unsubscribe(ctx, token)
