@@ -17,7 +17,6 @@ from sqlalchemy import (BigInteger, DateTime, ForeignKey, Index, Integer, LargeB
                         TypeDecorator, UniqueConstraint, create_engine, event)
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
-from sqlalchemy.pool import NullPool
 
 
 def utcnow() -> datetime:
@@ -234,9 +233,10 @@ def _make_engine(url: str, echo: bool) -> Engine:
         database = url.split(":///", 1)[1] if ":///" in url else ""
         if database and database != ":memory:":
             Path(database.split("?", 1)[0]).parent.mkdir(parents=True, exist_ok=True)
-        # Each connection opens BEGIN IMMEDIATE: writers queue on the busy timeout
+        # Every transaction opens with BEGIN IMMEDIATE: writers queue on the busy timeout
         # instead of failing with "database is locked" on a read-to-write upgrade.
-        engine = create_engine(url, echo=echo, poolclass=NullPool,
+        # Connections are pooled, so the PRAGMAs below run once per connection, not per transaction.
+        engine = create_engine(url, echo=echo, pool_size=5, max_overflow=20,
                                connect_args={"check_same_thread": False, "timeout": 30})
 
         @event.listens_for(engine, "connect")
