@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Iterator
 
 from sqlalchemy import (BigInteger, DateTime, ForeignKey, Index, Integer, LargeBinary, String, Text,
-                        TypeDecorator, UniqueConstraint, create_engine, event)
+                        TypeDecorator, UniqueConstraint, create_engine, event, func, select)
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
@@ -81,7 +81,6 @@ class Thread(Base):
     """A mail conversation bound to one pull request; its id is what reply tokens sign."""
 
     __tablename__ = "threads"
-    __table_args__ = (Index("ix_threads_repo_pr", "repo", "pr_number"),)
     id: Mapped[str] = mapped_column(String(16), primary_key=True, default=new_id)
     repo: Mapped[str] = mapped_column(String(200))
     pr_number: Mapped[int] = mapped_column(Integer)
@@ -92,6 +91,16 @@ class Thread(Base):
     message_seq: Mapped[int] = mapped_column(Integer, default=0)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+# GitHub's repository names are case-insensitive; the caller's spelling is kept for display.
+Index("ix_threads_repo_pr", func.lower(Thread.repo), Thread.pr_number)
+
+
+def thread_for_pull(session: Session, repo: str, pr_number: int) -> Thread | None:
+    """The mail thread of a pull request, however the repository name is cased."""
+    return session.scalars(select(Thread).where(func.lower(Thread.repo) == repo.lower(),
+                                                Thread.pr_number == pr_number)).first()
 
 
 class Participant(Base):

@@ -230,3 +230,15 @@ def test_health_reports_each_dependency(gateway):
 
     healthy, report = HealthChecks(gateway.ctx, cache_seconds=0).report()
     assert not healthy and not report["checks"]["relay"]["ok"] and report["status"] == "unavailable"
+
+
+def test_requests_spelling_the_repo_differently_share_the_pr_and_its_thread(gateway):
+    """GitHub repository names are case-insensitive, so the thread of a PR is too."""
+    first = gateway.open_pull_request(head="fix-typo", reporter="ann@example.com")
+    second = gateway.open_pull_request(head="fix-typo", reporter="bob@example.com", repo="Octo-Org/Widgets")
+    assert first["number"] == second["number"] == 1 and second["status"] == "notified"
+    with gateway.ctx.db.session() as s:
+        from gateway.store import Participant
+
+        assert count(gateway.ctx.db, Thread) == 1
+        assert sorted(s.scalars(select(Participant.email))) == ["ann@example.com", "bob@example.com"]

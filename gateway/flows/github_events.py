@@ -19,14 +19,14 @@ import json
 import logging
 from dataclasses import dataclass
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from gateway.flows.comment import has_marker
 from gateway.flows.context import FlowContext
 from gateway.flows.mail import queue_thread_mail
 from gateway.queue import ClaimedJob, JobKind, enqueue
-from gateway.store import Installation, Participant, Thread, WebhookDelivery
+from gateway.store import Installation, Participant, Thread, WebhookDelivery, thread_for_pull
 from outbound.compose import activity_content
 
 log = logging.getLogger("gateway.webhooks")
@@ -151,8 +151,7 @@ def _relay_activity(ctx: FlowContext, delivery_id: str, event: str, payload: dic
     repo = (payload.get("repository") or {}).get("full_name") or ""
     with ctx.db.session() as session:
         # GitHub sends the canonical full_name; the API caller may have spelled it in another case.
-        thread = session.scalars(select(Thread).where(func.lower(Thread.repo) == repo.lower(),
-                                                      Thread.pr_number == number)).first()
+        thread = thread_for_pull(session, repo, number)
         if thread is None:
             return f"ignored: {repo}#{number} has no mail thread"
         if thread.revoked_at is not None:

@@ -20,7 +20,7 @@ from gateway.flows.context import FlowContext
 from gateway.flows.mail import queue_thread_mail
 from gateway.flows.pr_request import InvalidRequest, PullRequestSpec
 from gateway.queue import ClaimedJob, JobKind, enqueue, raise_if_suspended
-from gateway.store import Job, Participant, PullRequestRequest, Thread
+from gateway.store import Job, Participant, PullRequestRequest, Thread, thread_for_pull
 from github_app.mirror import mirror_branch
 from outbound.compose import notification_content
 
@@ -110,8 +110,7 @@ def open_pull_request(ctx: FlowContext, job: ClaimedJob) -> None:
                                                            title=spec.title, body=spec.body)
 
     with ctx.db.session() as session:
-        thread = session.scalars(select(Thread).where(Thread.repo == spec.repo,
-                                                      Thread.pr_number == pull.number)).first()
+        thread = thread_for_pull(session, spec.repo, pull.number)
         if thread is None:
             thread = Thread(repo=spec.repo, pr_number=pull.number, pr_url=pull.url, title=pull.title,
                             installation_id=installation_id)

@@ -65,9 +65,8 @@ def upgrade() -> None:
     sa.Column('created_at', gateway.store.UTCDateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('id')
     )
-    with op.batch_alter_table('threads', schema=None) as batch_op:
-        batch_op.create_index('ix_threads_repo_pr', ['repo', 'pr_number'], unique=False)
-
+    # GitHub repository names are case-insensitive (gateway.store.thread_for_pull)
+    op.create_index('ix_threads_repo_pr', 'threads', [sa.text('lower(repo)'), 'pr_number'], unique=False)
     op.create_table('webhook_deliveries',
     sa.Column('delivery_id', sa.String(length=100), nullable=False),
     sa.Column('event', sa.String(length=50), nullable=False),
@@ -168,9 +167,7 @@ def downgrade() -> None:
 
     op.drop_table('inbound_messages')
     op.drop_table('webhook_deliveries')
-    with op.batch_alter_table('threads', schema=None) as batch_op:
-        batch_op.drop_index('ix_threads_repo_pr')
-
+    op.drop_index('ix_threads_repo_pr', table_name='threads')
     op.drop_table('threads')
     with op.batch_alter_table('jobs', schema=None) as batch_op:
         batch_op.drop_index('ix_jobs_claim')
