@@ -47,6 +47,40 @@ def _int(name: str, value: str | None, default: int, minimum: int = 0, maximum: 
     return number
 
 
+def _float(name: str, value: str | None, default: float, minimum: float, maximum: float) -> float:
+    if value is None or value.strip() == "":
+        return default
+    try:
+        number = float(value.strip())
+    except ValueError:
+        raise ConfigError(f"{name}: expected a number of seconds, got {value!r}") from None
+    if not minimum <= number <= maximum:
+        raise ConfigError(f"{name}: must be between {minimum:g} and {maximum:g}, got {number:g}")
+    return number
+
+
+# GitHub's documented secondary limits for content-creating requests (REST API rate limits page).
+GITHUB_WRITE_LIMITS = "80/60,500/3600"
+
+
+def _write_limits(name: str, value: str | None) -> tuple[tuple[int, float], ...]:
+    """``"80/60,500/3600"``: at most 80 writes in any 60 s and 500 in any 3600 s; ``off``: none."""
+    text = (value or GITHUB_WRITE_LIMITS).strip()
+    if text.lower() in ("off", "none", "0"):
+        return ()
+    limits = []
+    for item in text.split(","):
+        count, _, seconds = item.strip().partition("/")
+        try:
+            limit = (int(count), float(seconds))
+        except ValueError:
+            raise ConfigError(f"{name}: expected COUNT/SECONDS[,COUNT/SECONDS...] or off, got {value!r}") from None
+        if limit[0] < 1 or limit[1] <= 0:
+            raise ConfigError(f"{name}: counts and windows must be positive, got {item.strip()!r}")
+        limits.append(limit)
+    return tuple(limits)
+
+
 def _http_url(name: str, value: str) -> str:
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.netloc:
@@ -80,6 +114,10 @@ class Settings:
     trusted_authserv_id: str | None = None
     show_sender_address: bool = False
     job_max_attempts: int = 8
+    job_lease_seconds: float = 60.0
+    worker_poll_seconds: float = 1.0
+    worker_threads: int = 2
+    github_write_limits: tuple[tuple[int, float], ...] = ((80, 60.0), (500, 3600.0))
     allow_local_sources: bool = False
     github_app_id: str | None = None
     github_app_private_key: str | None = field(default=None, repr=False)
@@ -159,6 +197,11 @@ class Settings:
             show_sender_address=_bool("GATEWAY_SHOW_SENDER_ADDRESS", get("GATEWAY_SHOW_SENDER_ADDRESS"), False),
             allow_local_sources=_bool("GATEWAY_ALLOW_LOCAL_SOURCES", get("GATEWAY_ALLOW_LOCAL_SOURCES"), sandbox),
             job_max_attempts=_int("GATEWAY_JOB_MAX_ATTEMPTS", get("GATEWAY_JOB_MAX_ATTEMPTS"), 8, 1, 100),
+            job_lease_seconds=_float("GATEWAY_JOB_LEASE_SECONDS", get("GATEWAY_JOB_LEASE_SECONDS"), 60.0, 1, 86400),
+            worker_poll_seconds=_float("GATEWAY_WORKER_POLL_SECONDS", get("GATEWAY_WORKER_POLL_SECONDS"),
+                                       1.0, 0.01, 60),
+            worker_threads=_int("GATEWAY_WORKER_THREADS", get("GATEWAY_WORKER_THREADS"), 2, 1, 64),
+            github_write_limits=_write_limits("GATEWAY_GITHUB_WRITE_LIMITS", get("GATEWAY_GITHUB_WRITE_LIMITS")),
             github_app_id=get("GITHUB_APP_ID") or None,
             github_app_private_key=private_key,
             github_webhook_secret=get("GITHUB_WEBHOOK_SECRET") or None,
