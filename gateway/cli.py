@@ -1,4 +1,4 @@
-"""The `gateway` command: run the processes, migrate, inspect and replay.
+"""The `gateway` command: run the processes, migrate, inspect and retry.
 
 Configuration errors stop here with one line naming the setting (exit 2).
 """
@@ -183,37 +183,43 @@ def db_current() -> None:
 
 @main.group()
 def jobs() -> None:
-    """Inspect and replay jobs."""
+    """Inspect jobs and retry dead-lettered ones."""
 
 
 @jobs.command("list")
+@click.option("--dead", is_flag=True, help="Only dead-lettered jobs (same as --status dead).")
 @click.option("--status", type=click.Choice(["queued", "running", "done", "dead"]), default=None)
+@click.option("--kind", default=None, help="Only jobs of this kind (post_comment, deliver_mail, ...).")
 @click.option("--limit", default=50, show_default=True)
-def jobs_list(status: str | None, limit: int) -> None:
-    from sqlalchemy import select
+def jobs_list(dead: bool, status: str | None, kind: str | None, limit: int) -> None:
+    """Newest first: id, kind, status, attempts, next run, last error."""
+    from gateway.flows.operator import list_jobs
 
-    from gateway.store import Job
-
-    database = Database(_load().database_url)
-    with database.session() as session:
-        query = select(Job).order_by(Job.id.desc()).limit(limit)
-        if status:
-            query = query.where(Job.status == status)
-        for job in session.scalars(query):
-            click.echo(f"{job.id}\t{job.kind}\t{job.status}\tattempts={job.attempts}\t"
-                       f"{job.run_after.isoformat()}\t{job.last_error or ''}")
+    if dead and status not in (None, "dead"):
+        raise click.UsageError("--dead and --status are contradictory")
+    found = list_jobs(_context(_load()), status="dead" if dead else status, kind=kind, limit=limit)
+    for job in found:
+        click.echo(f"{job['id']}\t{job['kind']}\t{job['status']}\tattempts={job['attempts']}/{job['max_attempts']}"
+                   f"\t{job['run_after']}\t{job['last_error'] or ''}")
+    if not found:
+        click.echo("no jobs" + (" dead-lettered" if dead or status == "dead" else ""), err=True)
 
 
-@jobs.command("replay")
-@click.argument("job_id", type=int)
-def jobs_replay(job_id: int) -> None:
-    """Put a dead-lettered job back in the queue."""
-    from gateway.queue import replay
+@jobs.command("retry")
+@click.argument("job_ids", type=int, nargs=-1, required=True)
+def jobs_retry(job_ids: tuple[int, ...]) -> None:
+    """Queue dead-lettered jobs again with a fresh attempt budget."""
+    from gateway.flows.operator import retry_job
 
-    if not replay(Database(_load().database_url), job_id):
-        click.echo(f"job {job_id} is not dead-lettered (or does not exist)", err=True)
-        sys.exit(1)
-    click.echo(f"job {job_id} queued again")
+    ctx = _context(_load())
+    failed = False
+    for job_id in job_ids:
+        if retry_job(ctx, job_id) is None:
+            click.echo(f"job {job_id} is not dead-lettered (or does not exist)", err=True)
+            failed = True
+        else:
+            click.echo(f"job {job_id} queued again")
+    sys.exit(1 if failed else 0)
 
 
 @main.group()

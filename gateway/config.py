@@ -115,6 +115,7 @@ class Settings:
     show_sender_address: bool = False
     job_max_attempts: int = 8
     job_lease_seconds: float = 60.0
+    job_backoff_cap_seconds: float = 3600.0
     worker_poll_seconds: float = 1.0
     worker_threads: int = 2
     github_write_limits: tuple[tuple[int, float], ...] = ((80, 60.0), (500, 3600.0))
@@ -198,6 +199,8 @@ class Settings:
             allow_local_sources=_bool("GATEWAY_ALLOW_LOCAL_SOURCES", get("GATEWAY_ALLOW_LOCAL_SOURCES"), sandbox),
             job_max_attempts=_int("GATEWAY_JOB_MAX_ATTEMPTS", get("GATEWAY_JOB_MAX_ATTEMPTS"), 8, 1, 100),
             job_lease_seconds=_float("GATEWAY_JOB_LEASE_SECONDS", get("GATEWAY_JOB_LEASE_SECONDS"), 60.0, 1, 86400),
+            job_backoff_cap_seconds=_float("GATEWAY_JOB_BACKOFF_CAP_SECONDS",
+                                           get("GATEWAY_JOB_BACKOFF_CAP_SECONDS"), 3600.0, 1, 86400),
             worker_poll_seconds=_float("GATEWAY_WORKER_POLL_SECONDS", get("GATEWAY_WORKER_POLL_SECONDS"),
                                        1.0, 0.01, 60),
             worker_threads=_int("GATEWAY_WORKER_THREADS", get("GATEWAY_WORKER_THREADS"), 2, 1, 64),

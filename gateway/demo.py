@@ -57,7 +57,7 @@ def run_demo() -> int:
         db = Database(settings.database_url)
         upgrade(db)
         ctx = build_context(settings, db, github_emulated=True)
-        gateway = LocalGateway(ctx, http_port=0, smtp_port=0, poll_interval=0.1)
+        gateway = LocalGateway(ctx, http_port=0, smtp_port=0)
         gateway.start()
         receiver = gateway.receiver
         base = f"http://127.0.0.1:{gateway.web.port}"

@@ -2,11 +2,17 @@
 
 A job row is written in the same transaction as the data that asks for it, so a
 crash can lose neither. Workers claim a job with a lease (FOR UPDATE SKIP
-LOCKED on PostgreSQL; SQLite serialises writers), so a worker that dies leaves
-its job to be claimed again once the lease runs out. Failures are retried with
+LOCKED on PostgreSQL; SQLite serialises writers), renewed by a heartbeat while
+the job runs, so a worker that dies leaves its job to be claimed again once the
+lease runs out, and a slow job is never taken by a second worker. An outcome is
+recorded only by the worker still holding the lease. Failures are retried with
 exponential backoff and full jitter, or after the delay the other side asked for;
 a job that keeps failing, or fails for good, is dead-lettered with its reason and
-can be replayed. Jobs of a suspended GitHub installation wait, untouched.
+can be retried by an operator. Jobs of a suspended GitHub installation wait, untouched.
+
+Idle workers sleep until a job is committed: in the same process a JobBell rings
+at once, across processes PostgreSQL's NOTIFY rings it; polling is the fallback
+(SQLite across processes, and jobs whose retry time comes).
 
 Not here: what a job does. Flows register one handler per job kind.
 """
@@ -22,7 +28,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Callable
 
-from sqlalchemy import or_, select
+from sqlalchemy import event, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from gateway.errors import PermanentError, TransientError
@@ -68,14 +74,127 @@ class JobKind:
     on_dead: Callable[[ClaimedJob, str], None] | None = None
 
 
+NOTIFY_CHANNEL = "gateway_jobs"
+
+
+class JobBell:
+    """Wakes idle workers of this process when a job is committed; no wake-up is ever missed.
+
+    A worker reads ``generation`` before looking for work and waits with it; a ring that
+    happened in between makes the wait return at once.
+    """
+
+    def __init__(self) -> None:
+        self._condition = threading.Condition()
+        self._generation = 0
+
+    @property
+    def generation(self) -> int:
+        with self._condition:
+            return self._generation
+
+    def ring(self) -> None:
+        with self._condition:
+            self._generation += 1
+            self._condition.notify_all()
+
+    def wait(self, since: int, timeout: float) -> bool:
+        """True if rung since ``since``, False on timeout."""
+        with self._condition:
+            return self._condition.wait_for(lambda: self._generation != since, timeout)
+
+
+_bells: dict[str, JobBell] = {}
+_bells_lock = threading.Lock()
+
+
+def bell_for(db_or_url: Database | str) -> JobBell:
+    """The bell shared by every Database object on the same URL in this process."""
+    url = db_or_url if isinstance(db_or_url, str) else db_or_url.engine.url.render_as_string(hide_password=False)
+    with _bells_lock:
+        return _bells.setdefault(url, JobBell())
+
+
 def enqueue(session: Session, kind: str, payload: dict[str, Any], *, installation_id: int | None = None,
             run_after: datetime | None = None, max_attempts: int = 8) -> Job:
-    """Add a job inside the caller's transaction."""
+    """Add a job inside the caller's transaction; idle workers wake when it commits."""
     job = Job(kind=kind, payload=json.dumps(payload, sort_keys=True), installation_id=installation_id,
               run_after=run_after or utcnow(), max_attempts=max_attempts, status="queued")
     session.add(job)
     session.flush()
+    _ring_on_commit(session)
     return job
+
+
+def _ring_on_commit(session: Session) -> None:
+    if session.info.get("gateway_bell") is not None:
+        return
+    bind = session.get_bind()
+    session.info["gateway_bell"] = bell_for(bind.url.render_as_string(hide_password=False))
+    if bind.dialect.name == "postgresql":  # delivered to LISTENers on commit, dropped on rollback
+        session.execute(text("SELECT pg_notify(:channel, '')"), {"channel": NOTIFY_CHANNEL})
+
+
+@event.listens_for(Session, "after_commit")
+def _ring_after_commit(session: Session) -> None:
+    bell = session.info.pop("gateway_bell", None)
+    if bell is not None:
+        bell.ring()
+
+
+@event.listens_for(Session, "after_rollback")
+def _forget_after_rollback(session: Session) -> None:
+    session.info.pop("gateway_bell", None)
+
+
+class PostgresListener:
+    """LISTENs for jobs committed by other processes and rings this process's bell.
+
+    One per process and database; reconnects after a failure (polling covers the gap).
+    """
+
+    def __init__(self, url: str, bell: JobBell):
+        self.url = url
+        self.bell = bell
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="job-listener", daemon=True)
+
+    def start(self) -> "PostgresListener":
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _run(self) -> None:
+        import psycopg
+
+        dsn = self.url.replace("postgresql+psycopg://", "postgresql://", 1)
+        while not self._stop.is_set():
+            try:
+                with psycopg.connect(dsn, autocommit=True, connect_timeout=5) as conn:
+                    conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+                    self.bell.ring()  # jobs committed while we were not listening
+                    while not self._stop.is_set():
+                        for _ in conn.notifies(timeout=1.0, stop_after=1):
+                            self.bell.ring()
+            except Exception as exc:  # server restart, network: poll until we are back
+                log.warning("listening for jobs failed, retrying in 5 s: %s", exc)
+                self._stop.wait(5)
+
+
+_listeners: dict[str, PostgresListener] = {}
+
+
+def listen_for_jobs(db: Database) -> JobBell:
+    """This process's bell for ``db``, rung by other processes too when ``db`` is PostgreSQL."""
+    bell = bell_for(db)
+    url = db.engine.url.render_as_string(hide_password=False)
+    if db.engine.dialect.name == "postgresql":
+        with _bells_lock:
+            if url not in _listeners:
+                _listeners[url] = PostgresListener(url, bell).start()
+    return bell
 
 
 def backoff_seconds(attempt: int, *, base: float = 2.0, cap: float = 3600.0,
@@ -85,22 +204,23 @@ def backoff_seconds(attempt: int, *, base: float = 2.0, cap: float = 3600.0,
     return max(0.5, ceiling * rng())
 
 
-def replay(db: Database, job_id: int) -> bool:
-    """Put a dead-lettered job back in the queue with a fresh attempt budget."""
+def retry_dead(db: Database, job_id: int) -> bool:
+    """Put a dead-lettered job back in the queue with a fresh attempt budget (operator's retry)."""
     with db.session() as session:
         job = session.get(Job, job_id)
         if job is None or job.status != "dead":
             return False
         job.status, job.attempts, job.run_after = "queued", 0, utcnow()
         job.locked_by = job.locked_until = job.finished_at = None
+        _ring_on_commit(session)
         return True
 
 
 class Worker:
     def __init__(self, db: Database, kinds: list[JobKind], *, worker_id: str | None = None,
-                 lease: timedelta = timedelta(minutes=5), poll_interval: float = 0.5,
+                 lease: timedelta = timedelta(seconds=60), poll_interval: float = 1.0,
                  backoff_cap: float = 3600.0, rng: Callable[[], float] = random.random,
-                 clock: Callable[[], datetime] = utcnow):
+                 clock: Callable[[], datetime] = utcnow, bell: JobBell | None = None):
         self.db = db
         self.kinds = {kind.name: kind for kind in kinds}
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"
@@ -109,6 +229,8 @@ class Worker:
         self.backoff_cap = backoff_cap
         self.rng = rng
         self.clock = clock
+        self.bell = bell
+        self._renew_interval: float | None = lease.total_seconds() / 3  # None: no heartbeat (tests)
 
     def claim(self) -> ClaimedJob | None:
         now = self.clock()
@@ -126,6 +248,8 @@ class Worker:
             job = session.scalars(query).first()
             if job is None:
                 return None
+            if job.status == "running":
+                log.warning("job %s (%s): lease of %s ran out, taking it over", job.id, job.kind, job.locked_by)
             job.status, job.locked_by, job.locked_until = "running", self.worker_id, now + self.lease
             job.attempts += 1
             return ClaimedJob(job.id, job.kind, json.loads(job.payload), job.attempts, job.max_attempts,
@@ -140,7 +264,8 @@ class Worker:
         try:
             if kind is None:
                 raise PermanentError(f"no handler for job kind {job.kind!r}")
-            kind.run(job)
+            with _Heartbeat(self, job.id):
+                kind.run(job)
         except Paused as exc:
             self._pause(job, str(exc))
         except PermanentError as exc:
@@ -164,14 +289,28 @@ class Worker:
     def run_forever(self, stop: threading.Event) -> None:
         log.info("worker %s started", self.worker_id)
         while not stop.is_set():
+            rung = self.bell.generation if self.bell is not None else 0
             try:
                 busy = self.run_once()
             except Exception:  # database down: keep the process alive and try again
                 log.exception("worker loop failed; retrying")
-                busy = False
-            if not busy:
+                stop.wait(self.poll_interval)
+                continue
+            if busy:
+                continue
+            if self.bell is not None:
+                self.bell.wait(rung, self.poll_interval)
+            else:
                 stop.wait(self.poll_interval)
         log.info("worker %s stopped", self.worker_id)
+
+    def renew_lease(self, job_id: int) -> bool:
+        """Extend our lease on a running job; False if another worker has taken it over."""
+        with self.db.session() as session:
+            result = session.execute(
+                update(Job).where(Job.id == job_id, Job.locked_by == self.worker_id, Job.status == "running")
+                .values(locked_until=self.clock() + self.lease))
+            return result.rowcount == 1
 
     # -- outcomes ----------------------------------------------------------
 
@@ -184,7 +323,9 @@ class Worker:
         log.warning("job %s (%s) attempt %d failed, retrying in %.1fs: %s",
                     job.id, job.kind, job.attempts, delay, reason)
         with self.db.session() as session:
-            row = session.get(Job, job.id)
+            row = self._owned_row(session, job)
+            if row is None:
+                return
             row.status, row.last_error = "queued", reason
             row.run_after = self.clock() + timedelta(seconds=delay)
             row.locked_by = row.locked_until = None
@@ -192,21 +333,63 @@ class Worker:
     def _pause(self, job: ClaimedJob, reason: str) -> None:
         log.info("job %s (%s) %s", job.id, job.kind, reason)
         with self.db.session() as session:
-            row = session.get(Job, job.id)
+            row = self._owned_row(session, job)
+            if row is None:
+                return
             row.status, row.last_error, row.attempts = "queued", reason, max(0, row.attempts - 1)
             row.locked_by = row.locked_until = None
 
     def _dead(self, job: ClaimedJob, kind: JobKind | None, reason: str) -> None:
         log.error("job %s (%s) dead-lettered: %s", job.id, job.kind, reason)
-        self._finish(job, "dead", reason)
-        if kind is not None and kind.on_dead is not None:
+        if self._finish(job, "dead", reason) and kind is not None and kind.on_dead is not None:
             try:
                 kind.on_dead(job, reason)
             except Exception:
                 log.exception("recording the failure of job %s failed", job.id)
 
-    def _finish(self, job: ClaimedJob, status: str, reason: str | None) -> None:
+    def _finish(self, job: ClaimedJob, status: str, reason: str | None) -> bool:
         with self.db.session() as session:
-            row = session.get(Job, job.id)
+            row = self._owned_row(session, job)
+            if row is None:
+                return False
             row.status, row.last_error, row.finished_at = status, reason, self.clock()
             row.locked_by = row.locked_until = None
+            return True
+
+    def _owned_row(self, session: Session, job: ClaimedJob) -> Job | None:
+        """The job's row if this worker still holds its lease; else another worker has it now."""
+        row = session.execute(select(Job).where(Job.id == job.id).with_for_update()).scalar_one_or_none()
+        if row is None or row.locked_by != self.worker_id or row.status != "running":
+            log.warning("job %s (%s): lease lost to %s, outcome of this attempt not recorded",
+                        job.id, job.kind, row.locked_by if row is not None else "nobody")
+            return None
+        return row
+
+
+class _Heartbeat:
+    """Renews a running job's lease every third of it, so only a dead worker loses its job."""
+
+    def __init__(self, worker: Worker, job_id: int):
+        self.worker = worker
+        self.job_id = job_id
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"lease-{job_id}", daemon=True)
+
+    def __enter__(self) -> "_Heartbeat":
+        if self.worker._renew_interval is not None:
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.worker._renew_interval):
+            try:
+                if not self.worker.renew_lease(self.job_id):
+                    log.warning("job %s: lease lost to another worker", self.job_id)
+                    return
+            except Exception:
+                log.exception("renewing the lease of job %s failed", self.job_id)

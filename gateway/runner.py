@@ -8,13 +8,15 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+import time
+from datetime import timedelta
 
 from werkzeug.serving import make_server
 
 from gateway.flows import job_kinds
 from gateway.flows.context import FlowContext
 from gateway.flows.reply import ReplyPipeline
-from gateway.queue import Worker
+from gateway.queue import Worker, listen_for_jobs
 from gateway.web.app import create_app
 from inbound.server import Receiver, ReceiverOptions
 
@@ -22,7 +24,33 @@ log = logging.getLogger("gateway")
 
 
 def make_worker(ctx: FlowContext, **kwargs) -> Worker:
-    return Worker(ctx.db, job_kinds(ctx), clock=ctx.clock, **kwargs)
+    s = ctx.settings
+    options = {"lease": timedelta(seconds=s.job_lease_seconds), "poll_interval": s.worker_poll_seconds,
+               "backoff_cap": s.job_backoff_cap_seconds, **kwargs}
+    return Worker(ctx.db, job_kinds(ctx), clock=ctx.clock, **options)
+
+
+class WorkerThreads:
+    """``GATEWAY_WORKER_THREADS`` workers sharing one wake-up bell, each claiming its own jobs."""
+
+    def __init__(self, ctx: FlowContext, *, threads: int | None = None, **worker_options):
+        self._stop = threading.Event()
+        count = ctx.settings.worker_threads if threads is None else threads
+        bell = listen_for_jobs(ctx.db)
+        self._threads = [threading.Thread(target=make_worker(ctx, bell=bell, **worker_options).run_forever,
+                                          args=(self._stop,), name=f"worker-{n}", daemon=True)
+                         for n in range(count)]
+
+    def start(self) -> None:
+        for thread in self._threads:
+            thread.start()
+
+    def stop(self, timeout: float = 30) -> None:
+        """Let running jobs finish; a job still running at the timeout is retaken after its lease."""
+        self._stop.set()
+        deadline = time.monotonic() + timeout
+        for thread in self._threads:
+            thread.join(timeout=max(0.0, deadline - time.monotonic()))
 
 
 def make_receiver(ctx: FlowContext, *, port: int | None = None) -> Receiver:
@@ -58,26 +86,23 @@ class LocalGateway:
     """
 
     def __init__(self, ctx: FlowContext, *, http_port: int | None = None, smtp_port: int | None = None,
-                 worker: bool = True, poll_interval: float = 0.5):
+                 worker: bool = True):
         s = ctx.settings
         self.web = DevWebServer(ctx, s.http_host, s.http_port if http_port is None else http_port)
         self.receiver = make_receiver(ctx, port=smtp_port)
-        self._stop = threading.Event()
-        self._worker = threading.Thread(target=make_worker(ctx, poll_interval=poll_interval).run_forever,
-                                        args=(self._stop,), name="worker", daemon=True) if worker else None
+        self._workers = WorkerThreads(ctx) if worker else None
 
     def start(self) -> None:
         self.web.start()
         self.receiver.start()
-        if self._worker is not None:
-            self._worker.start()
+        if self._workers is not None:
+            self._workers.start()
 
     def stop(self) -> None:
-        self._stop.set()
         self.receiver.stop()
         self.web.stop()
-        if self._worker is not None:
-            self._worker.join(timeout=30)
+        if self._workers is not None:
+            self._workers.stop()
 
 
 def stop_on_signal() -> threading.Event:
@@ -103,4 +128,10 @@ def run_all(ctx: FlowContext, on_ready=None) -> None:
 
 
 def run_worker(ctx: FlowContext) -> None:
-    make_worker(ctx).run_forever(stop_on_signal())
+    """``GATEWAY_WORKER_THREADS`` workers until SIGINT/SIGTERM."""
+    workers = WorkerThreads(ctx)
+    stop = stop_on_signal()
+    workers.start()
+    stop.wait()
+    log.info("shutting down")
+    workers.stop()

@@ -97,5 +97,7 @@ def test_inbound_list_and_thread_revoke_on_an_empty_database(tmp_path):
     assert (listed.returncode, listed.stdout) == (0, "")
     revoked = run("threads", "revoke", "nosuchthread")
     assert (revoked.returncode, revoked.stderr) == (1, "no thread nosuchthread\n")
-    jobs = run("jobs", "replay", "12345")
+    jobs = run("jobs", "retry", "12345")
     assert (jobs.returncode, jobs.stderr) == (1, "job 12345 is not dead-lettered (or does not exist)\n")
+    dead = run("jobs", "list", "--dead")
+    assert (dead.returncode, dead.stdout, dead.stderr) == (0, "", "no jobs dead-lettered\n")

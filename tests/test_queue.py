@@ -1,7 +1,7 @@
 from datetime import timedelta
 
 from gateway.errors import PermanentError, TransientError
-from gateway.queue import JobKind, Worker, backoff_seconds, enqueue, replay
+from gateway.queue import JobKind, Worker, backoff_seconds, enqueue, retry_dead
 from gateway.store import Installation, Job, utcnow
 
 
@@ -51,7 +51,7 @@ def test_transient_failure_backs_off_honours_retry_after_then_dead_letters(db):
     assert worker.run_once()
     assert job_row(db, job_id)[:2] == ("dead", 2)
     assert dead == ["gave up after 2 attempts: GitHub said wait"]
-    assert replay(db, job_id)
+    assert retry_dead(db, job_id)
     assert job_row(db, job_id)[:2] == ("queued", 0)
 
 
@@ -123,3 +123,114 @@ def test_a_job_that_finds_its_installation_suspended_waits_without_spending_an_a
     with db.session() as s:
         s.get(Installation, 7).suspended_at = None
     assert worker.run_until_idle() == 1 and ran == [job_id] and job_row(db, job_id)[0] == "done"
+
+
+def test_a_slow_job_keeps_its_lease_by_heartbeat_and_is_not_run_twice(db):
+    import threading
+
+    job_id = add_job(db)
+    release, started, runs = threading.Event(), threading.Event(), []
+
+    def slow(job):
+        runs.append(job.id)
+        started.set()
+        release.wait(10)
+
+    slow_worker = Worker(db, [JobKind("k", slow)], worker_id="slow", lease=timedelta(seconds=0.6))
+    thread = threading.Thread(target=slow_worker.run_once)
+    thread.start()
+    assert started.wait(10)
+    other = Worker(db, [JobKind("k", lambda job: runs.append(("other", job.id)))], worker_id="other")
+    for _ in range(8):  # 1.6 s: well past the 0.6 s lease, which the heartbeat keeps renewing
+        threading.Event().wait(0.2)
+        assert not other.run_once()
+    release.set()
+    thread.join(10)
+    assert runs == [job_id]
+    assert job_row(db, job_id)[:2] == ("done", 1)
+
+
+def test_a_worker_that_lost_its_lease_does_not_record_an_outcome(db):
+    clock = Clock()
+    job_id = add_job(db)
+    taken_over = []
+
+    def run_slowly(job):
+        # While this attempt ran, its lease ran out (no heartbeat: the process was frozen)
+        # and another worker took the job over and finished it.
+        clock.now += timedelta(minutes=2)
+        other = Worker(db, [JobKind("k", lambda j: taken_over.append(j.id))], worker_id="other", clock=clock)
+        assert other.run_once()
+        raise TransientError("GitHub answered 502")
+
+    frozen = Worker(db, [JobKind("k", run_slowly)], worker_id="frozen", clock=clock,
+                    lease=timedelta(seconds=60))
+    frozen._renew_interval = None
+    assert frozen.run_once()
+    assert taken_over == [job_id]
+    status, attempts, error, _ = job_row(db, job_id)
+    assert (status, attempts, error) == ("done", 2, None)  # not re-queued by the stale worker
+
+
+def test_an_idle_worker_wakes_when_a_job_is_committed(db):
+    import threading
+
+    from gateway.queue import bell_for
+
+    done = threading.Event()
+    worker = Worker(db, [JobKind("k", lambda job: done.set())], poll_interval=60, bell=bell_for(db))
+    stop = threading.Event()
+    thread = threading.Thread(target=worker.run_forever, args=(stop,))
+    thread.start()
+    try:
+        threading.Event().wait(0.3)  # the worker found nothing and sleeps for up to a minute
+        add_job(db)
+        assert done.wait(10), "the worker slept through the commit"
+    finally:
+        stop.set()
+        bell_for(db).ring()
+        thread.join(10)
+
+
+def test_a_rolled_back_enqueue_does_not_ring(db):
+    from gateway.queue import bell_for
+
+    bell = bell_for(db)
+    before = bell.generation
+    try:
+        with db.session() as s:
+            enqueue(s, "k", {})
+            raise RuntimeError("the rest of the transaction failed")
+    except RuntimeError:
+        pass
+    assert bell.generation == before
+    add_job(db)
+    assert bell.generation == before + 1
+
+
+def test_postgres_notify_wakes_a_worker_in_another_process(db):
+    """A second Database on the same URL stands in for another process: its commit NOTIFYs."""
+    import threading
+
+    import pytest
+
+    from gateway.queue import JobBell, PostgresListener
+    from gateway.store import Database
+
+    if db.is_sqlite:
+        pytest.skip("LISTEN/NOTIFY is PostgreSQL's; SQLite workers in other processes poll")
+    bell = JobBell()
+    listener = PostgresListener(db.engine.url.render_as_string(hide_password=False), bell).start()
+    try:
+        first = bell.generation
+        assert bell.wait(first, 10)  # rung once on LISTEN
+        listening = bell.generation
+        other = Database(db.url)
+        try:
+            with other.session() as s:
+                enqueue(s, "k", {})
+        finally:
+            other.dispose()
+        assert bell.wait(listening, 10), "no NOTIFY arrived"
+    finally:
+        listener.stop()

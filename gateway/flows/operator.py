@@ -1,10 +1,51 @@
-"""What an operator looks at and does by hand: inbound verdicts, revoking a thread's tokens."""
+"""What an operator looks at and does by hand: jobs and their dead letters, inbound verdicts,
+revoking a thread's tokens. The CLI and the API both call these, so they show the same thing."""
 from __future__ import annotations
+
+import json
 
 from sqlalchemy import select
 
 from gateway.flows.context import FlowContext
-from gateway.store import InboundMessage, Thread
+from gateway.queue import retry_dead
+from gateway.store import InboundMessage, Job, Thread
+
+JOB_STATUSES = ("queued", "running", "done", "dead")
+
+
+def _iso(moment) -> str | None:
+    return moment.isoformat() if moment is not None else None
+
+
+def job_view(job: Job) -> dict:
+    return {"id": job.id, "kind": job.kind, "status": job.status, "attempts": job.attempts,
+            "max_attempts": job.max_attempts, "installation_id": job.installation_id,
+            "last_error": job.last_error, "payload": json.loads(job.payload),
+            "run_after": _iso(job.run_after), "locked_by": job.locked_by, "locked_until": _iso(job.locked_until),
+            "created_at": _iso(job.created_at), "finished_at": _iso(job.finished_at)}
+
+
+def list_jobs(ctx: FlowContext, *, status: str | None = None, kind: str | None = None,
+              limit: int = 50) -> list[dict]:
+    """Newest first. Payloads hold ids and addresses, never credentials (those stay in their tables)."""
+    query = select(Job).order_by(Job.id.desc()).limit(limit)
+    if status:
+        query = query.where(Job.status == status)
+    if kind:
+        query = query.where(Job.kind == kind)
+    with ctx.db.session() as session:
+        return [job_view(job) for job in session.scalars(query)]
+
+
+def get_job(ctx: FlowContext, job_id: int) -> dict | None:
+    with ctx.db.session() as session:
+        job = session.get(Job, job_id)
+        return job_view(job) if job is not None else None
+
+
+def retry_job(ctx: FlowContext, job_id: int) -> dict | None:
+    """Queue a dead-lettered job again with a fresh attempt budget; None if it is not dead."""
+    return get_job(ctx, job_id) if retry_dead(ctx.db, job_id) else None
 
 
 def inbound_messages(ctx: FlowContext, *, verdict: str | None = None, thread: str | None = None,

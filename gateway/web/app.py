@@ -5,7 +5,7 @@ from flask import Flask
 
 from gateway.flows.context import FlowContext
 from gateway.flows.health import HealthChecks
-from gateway.web import api, health, inbound, unsubscribe, webhooks
+from gateway.web import api, health, inbound, jobs, unsubscribe, webhooks
 from gateway.web.errors import register_error_handlers
 
 
@@ -17,6 +17,7 @@ def create_app(ctx: FlowContext) -> Flask:
     app.json.sort_keys = False
     register_error_handlers(app)
     app.register_blueprint(api.bp)
+    app.register_blueprint(jobs.bp)
     app.register_blueprint(health.bp)
     app.register_blueprint(inbound.bp)
     app.register_blueprint(webhooks.bp)
