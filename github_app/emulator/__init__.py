@@ -2,9 +2,11 @@
 
 It serves, on 127.0.0.1, the slice of GitHub a GitHub App uses to open, find, comment on and
 merge pull requests — App JWT and installation-token auth, rate-limit headers, GitHub's error
-bodies — plus ``git push``/``fetch`` over HTTP into real bare repositories, with injectable
-faults (5xx, primary/secondary rate limits, latency, expiring tokens). PyGithub talks to it
-unchanged via ``base_url=emu.url``.
+bodies, GitHub's secondary limits (80 content-creating requests a minute, 500 an hour, 100 in
+flight per installation; configurable) — plus ``git push``/``fetch`` over HTTP into real bare
+repositories, with injectable faults (5xx, primary/secondary rate limits, latency, expiring
+tokens, dropped or late answers after the work was done, each optionally with a probability).
+PyGithub talks to it unchanged via ``base_url=emu.url``.
 
 It is not GitHub: no GraphQL, no forks, reviews, checks, labels or webhooks delivery; and it is
 not part of the gateway (it imports nothing from ``gateway``, ``inbound`` or ``outbound``).
@@ -15,6 +17,8 @@ not part of the gateway (it imports nothing from ``gateway``, ``inbound`` or ``o
     emu.stop()
 """
 from .faults import Fault, FaultInjector
+from .limits import CONTENT_LIMITS, MAX_CONCURRENT, SecondaryLimits
 from .server import GitHubEmulator
 
-__all__ = ["GitHubEmulator", "Fault", "FaultInjector"]
+__all__ = ["GitHubEmulator", "Fault", "FaultInjector", "SecondaryLimits", "CONTENT_LIMITS",
+           "MAX_CONCURRENT"]

@@ -13,6 +13,7 @@ import sys
 import threading
 from pathlib import Path
 
+from .limits import CONTENT_LIMITS, MAX_CONCURRENT, parse_limits
 from .server import GitHubEmulator
 
 
@@ -47,6 +48,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--bot-login", default="gateway-sandbox[bot]")
     p.add_argument("--webhook-secret")
     p.add_argument("--data-dir", type=Path, help="bare repos live here (default: a temp dir)")
+    p.add_argument("--content-limits", type=parse_limits, metavar="N/S[,N/S]",
+                   default=CONTENT_LIMITS,
+                   help="secondary limit on content-creating requests per installation: N in "
+                        "any S seconds (default GitHub's 80/60,500/3600; 'off' disables)")
+    p.add_argument("--max-concurrent", type=int, default=MAX_CONCURRENT,
+                   help="requests in flight per installation (default 100; 0 disables)")
+    p.add_argument("--seed", type=int, help="seed for faults injected with a probability")
     args = p.parse_args(argv)
 
     info: dict = {}
@@ -59,7 +67,8 @@ def main(argv: list[str] | None = None) -> int:
 
     emu = GitHubEmulator(args.app_id, public_pem, webhook_secret=args.webhook_secret,
                          bot_login=args.bot_login, data_dir=args.data_dir,
-                         host=args.host, port=args.port)
+                         host=args.host, port=args.port, content_limits=args.content_limits,
+                         max_concurrent=args.max_concurrent or None, seed=args.seed)
     repos = args.repo or [f"{args.account}/widgets"]
     emu.start()
     for full_name in repos:

@@ -1,9 +1,10 @@
 """The REST surface: GitHub's paths, mapped to state operations and rendered as GitHub does.
 
 Its sole purpose: match a request to a route, authenticate it (JWT routes vs token routes),
-count it against the caller's rate limit, check repository access and permissions, call the
-rule in :mod:`pulls` and render with :mod:`shapes`. Sockets, fault injection and git smart
-HTTP are not here (see :mod:`server` and :mod:`git_http`).
+count it against the caller's rate limit and, for content-creating calls, its secondary limit,
+check repository access and permissions, call the rule in :mod:`pulls` and render with
+:mod:`shapes`. Sockets, fault injection, the concurrency limit and git smart HTTP are not here
+(see :mod:`handler` and :mod:`git_http`).
 """
 from __future__ import annotations
 
@@ -18,9 +19,12 @@ from typing import Any, Callable
 
 from . import auth
 from .errors import ApiError, not_found, validation_failed
+from .faults import RATE_DOCS, SECONDARY_MESSAGE
+from .limits import SecondaryLimits
 from .state import State
 
 PER_PAGE_DEFAULT, PER_PAGE_MAX = 30, 100
+WRITE_METHODS = ("POST", "PATCH", "PUT", "DELETE")
 
 
 @dataclass
@@ -63,6 +67,7 @@ class Route:
     pattern: re.Pattern
     handler: Callable
     app_only: bool
+    creates_content: bool
 
 
 class RateLimiter:
@@ -133,14 +138,22 @@ def parse_since(value: str | None) -> float | None:
 class Router:
     """Route table plus the authentication and rate-limit steps every REST call takes."""
 
-    def __init__(self, state: State, public_key_pem: str | bytes, limiter: RateLimiter) -> None:
+    def __init__(self, state: State, public_key_pem: str | bytes, limiter: RateLimiter,
+                 secondary: SecondaryLimits | None = None) -> None:
         self.state, self.public_key_pem, self.limiter = state, public_key_pem, limiter
+        self.secondary = secondary
         self.routes: list[Route] = []
 
-    def add(self, method: str, template: str, handler: Callable, app_only: bool = False) -> None:
+    def add(self, method: str, template: str, handler: Callable, app_only: bool = False,
+            creates_content: bool | None = None) -> None:
+        """``creates_content`` (default: a write method on a non-App route) puts the route under
+        the content-creation secondary limit."""
         regex = re.sub(r"\{(\w+)\+\}", r"(?P<\1>.+)", template)
         regex = re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", regex)
-        self.routes.append(Route(method, re.compile(f"^{regex}$"), handler, app_only))
+        if creates_content is None:
+            creates_content = method in WRITE_METHODS and not app_only
+        self.routes.append(Route(method, re.compile(f"^{regex}$"), handler, app_only,
+                                 creates_content))
 
     def match(self, method: str, path: str) -> tuple[Route, dict] | None:
         for route in self.routes:
@@ -164,9 +177,20 @@ class Router:
             if found is None:
                 raise not_found()
             route, params = found
-            response = route.handler(req, who, **params)
+            retry_after = None
+            if (route.creates_content and who.kind == "installation"
+                    and self.secondary is not None):
+                retry_after = self.secondary.admit_write(who.installation_id)
+            response = (secondary_limited(req, retry_after) if retry_after is not None
+                        else route.handler(req, who, **params))
         except ApiError as exc:
             response = Response(exc.status, exc.body(), exc.headers)
         response.headers = {**rate_headers, **response.headers}
         return response
 
+
+def secondary_limited(req: Request, retry_after: int) -> Response:
+    """GitHub's answer to a request over a secondary limit (nothing was done)."""
+    return Response(403, {"message": SECONDARY_MESSAGE.format(request_id=req.request_id),
+                          "documentation_url": RATE_DOCS},
+                    {"Retry-After": str(retry_after)})

@@ -1,9 +1,12 @@
 """The HTTP edge of the emulator: one threaded server, one request handler.
 
-Its sole purpose is protocol translation: read a request (Content-Length or chunked body), let
-armed faults fire, send ``/{owner}/{repo}.git/...`` to git smart HTTP (after Basic-auth with
-an installation token, as GitHub does) and everything else to the REST router, then write the
-answer with GitHub's headers and record it in the request log. No GitHub rules live here.
+Its sole purpose is protocol translation: read a request (Content-Length or chunked body), hold
+an in-flight slot of the caller's installation for REST calls (refused over the concurrency
+limit), let armed faults fire, send ``/{owner}/{repo}.git/...`` to git smart HTTP (after
+Basic-auth with an installation token, as GitHub does) and everything else to the REST router,
+then write the answer with GitHub's headers — or, for a ``drop``/``timeout`` fault, close the
+connection unanswered or hold the answer back — and record it in the request log (status 0:
+dropped, never answered). No GitHub rules live here.
 """
 from __future__ import annotations
 
@@ -15,7 +18,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING
 
 from . import git_http
-from .api import Request
+from .api import Request, secondary_limited
 from .auth import basic_password, git_access
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -32,6 +35,7 @@ class EmulatorHTTPServer(ThreadingHTTPServer):
         self.emulator = emulator
         self._connections: set[socket.socket] = set()
         self._conn_lock = threading.Lock()
+        self.stopping = threading.Event()      # cuts ``timeout`` faults short on stop
         super().__init__(address, Handler)
 
     def process_request(self, request, client_address):
@@ -45,6 +49,7 @@ class EmulatorHTTPServer(ThreadingHTTPServer):
         super().shutdown_request(request)
 
     def close_connections(self) -> None:
+        self.stopping.set()
         with self._conn_lock:
             connections, self._connections = list(self._connections), set()
         for conn in connections:
@@ -60,6 +65,7 @@ class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     timeout = 30            # idle keep-alive connections are dropped after this
     _log_path, _answered = "", False
+    _slot: int | None = None    # installation whose in-flight slot this request holds
     server: EmulatorHTTPServer
 
     def version_string(self) -> str:
@@ -91,10 +97,18 @@ class Handler(BaseHTTPRequestHandler):
     def send_response(self, code: int, message: str | None = None) -> None:
         # Logged when the status line goes out, so a client that has its answer already
         # finds the request in ``requests_log``.
+        # The in-flight slot is freed here too: a client that has its answer may send the next
+        # request at once and must not find its previous one still counted.
         if not self._answered:
             self._answered = True
+            self._release()
             self.server.emulator.record(self.command, self._log_path, code)
         super().send_response(code, message)
+
+    def _release(self) -> None:
+        slot, self._slot = self._slot, None
+        if slot is not None:
+            self.server.emulator.limits.leave(slot)
 
     def _handle(self) -> None:
         emu = self.server.emulator
@@ -108,8 +122,20 @@ class Handler(BaseHTTPRequestHandler):
         web = f"http://{host}" if host else emu.url
         req = Request(self.command, path, urllib.parse.parse_qs(query, keep_blank_values=True),
                       self.headers, body, web)
+        match = git_http.GIT_PATH.match(path)
+        git = bool(match and match.group("rest"))
+        self._slot = None
         try:
-            expiries, error = emu.faults.fire(self.command, path)
+            # GitHub's concurrency limit is on REST calls with an installation token; git
+            # transport and App (JWT) calls are not counted.
+            installation = None if git else emu.installation_hint(self.headers)
+            if installation is not None:
+                if not emu.limits.enter(installation):
+                    refusal = secondary_limited(req, 1)
+                    self._send_json(req, refusal.status, refusal.body, refusal.headers)
+                    return
+                self._slot = installation
+            expiries, error, late = emu.faults.fire(self.command, path, after=not git)
             for fault in expiries:
                 emu.apply_expiry(fault, self.headers)
             if error is not None:
@@ -117,11 +143,16 @@ class Handler(BaseHTTPRequestHandler):
                 status, payload, headers = error.response(req.request_id, hint, emu.state.clock())
                 self._send_json(req, status, payload, headers)
                 return
-            match = git_http.GIT_PATH.match(path)
-            if match and match.group("rest"):
+            if git:
                 self._serve_git(match, query, body)
                 return
             response = emu.router.dispatch(req)
+            if late is not None and late.kind == "drop":
+                self._drop()
+                return
+            if late is not None:               # timeout: the client has likely given up
+                self.close_connection = True
+                self.server.stopping.wait(late.seconds)
             self._send_json(req, response.status, response.body, response.headers)
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True      # the client went away; nothing to answer
@@ -131,6 +162,19 @@ class Handler(BaseHTTPRequestHandler):
             self._send_json(req, 500, {"message": "Server Error"}, {})
             self.close_connection = True
             raise
+        finally:
+            self._release()
+
+    def _drop(self) -> None:
+        """Close the connection without a byte of answer (the work is done already)."""
+        self._answered = True
+        self._release()
+        self.server.emulator.record(self.command, self._log_path, 0)
+        self.close_connection = True
+        try:
+            self.connection.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
 
     # -- responses ---------------------------------------------------------------------------
     def _send_json(self, req: Request, status: int, payload, headers: dict) -> None:

@@ -29,7 +29,7 @@ class AppRoutes:
         router.add("GET", "/orgs/{owner}/installation", self.account_installation, app_only=True)
         router.add("GET", "/users/{owner}/installation", self.account_installation, app_only=True)
         router.add("GET", "/installation/repositories", self.installation_repositories)
-        router.add("DELETE", "/installation/token", self.revoke_token)
+        router.add("DELETE", "/installation/token", self.revoke_token, creates_content=False)
         router.add("GET", "/rate_limit", self.rate_limit)
 
     def _installation(self, iid: str):

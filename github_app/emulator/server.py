@@ -2,7 +2,8 @@
 
 Its sole purpose is to be started and stopped from Python (tests, benchmarks, the sandbox demo)
 and seeded and inspected there: installations, repos, branches, "a user commented", armed
-faults. ``emu.url`` is both PyGithub's ``base_url`` and the git remote root
+faults, the secondary rate limits it enforces (GitHub's values by default) and their books.
+``emu.url`` is both PyGithub's ``base_url`` and the git remote root
 (``{url}/{owner}/{repo}.git``). It is not a GitHub clone: only the REST endpoints and git
 transport the gateway uses exist, and webhooks are not delivered (``sign_webhook`` helps tests
 build their own). It imports nothing from ``gateway``, ``inbound`` or ``outbound``.
@@ -16,13 +17,14 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable
 
 from . import gitrepo, pulls
 from .api import RateLimiter, Router
 from .auth import basic_password
 from .faults import Fault, FaultInjector
 from .handler import EmulatorHTTPServer
+from .limits import CONTENT_LIMITS, MAX_CONCURRENT, SecondaryLimits
 from .routes_app import AppRoutes
 from .routes_repo import RepoRoutes
 from .shapes import comment_json, installation_json, pull_json, repo_json
@@ -34,13 +36,19 @@ class GitHubEmulator:
 
     ``emu.start()`` returns the URL; ``emu.stop()`` closes the port, cuts open connections
     and removes the data directory if the emulator created it.
+
+    ``content_limits`` (``((count, seconds), ...)``; None or ``()``: off) and ``max_concurrent``
+    (None: off) are GitHub's secondary limits per installation token; ``seed`` seeds the RNG of
+    faults injected with a ``probability``.
     """
 
     def __init__(self, app_id: int, app_public_key_pem: str | bytes,
                  webhook_secret: str | None = None, bot_login: str = "gateway-sandbox[bot]",
                  data_dir: Path | str | None = None, *,
                  host: str = "127.0.0.1", port: int = 0, token_ttl: float = 3600,
-                 rate_limit: int = 5000, clock: Callable[[], float] = time.time) -> None:
+                 rate_limit: int = 5000, clock: Callable[[], float] = time.time,
+                 content_limits: Iterable[tuple[int, float]] | None = CONTENT_LIMITS,
+                 max_concurrent: int | None = MAX_CONCURRENT, seed: int | None = None) -> None:
         slug = bot_login[:-len("[bot]")] if bot_login.endswith("[bot]") else bot_login
         self.state = State(app_id=int(app_id), app_slug=slug, bot_login=bot_login, clock=clock)
         self.app_public_key_pem = app_public_key_pem
@@ -48,11 +56,13 @@ class GitHubEmulator:
         self.host, self.port, self.token_ttl = host, port, token_ttl
         self._own_data_dir = data_dir is None
         self.data_dir = Path(data_dir) if data_dir else Path(tempfile.mkdtemp(prefix="gh-emu-"))
-        self.faults = FaultInjector()
+        self.faults = FaultInjector(seed)
+        # (method, path, status) per answered request; status 0: a ``drop`` fault, no answer.
         self.requests_log: list[tuple[str, str, int]] = []
         self._log_lock = threading.Lock()
         self.limiter = RateLimiter(self.state, rate_limit)
-        self.router = Router(self.state, app_public_key_pem, self.limiter)
+        self.limits = SecondaryLimits(self.state.clock, content_limits, max_concurrent)
+        self.router = Router(self.state, app_public_key_pem, self.limiter, self.limits)
         AppRoutes(self.state, token_ttl, self.limiter).register(self.router)
         RepoRoutes(self.state).register(self.router)
         self._server: EmulatorHTTPServer | None = None
@@ -192,6 +202,55 @@ class GitHubEmulator:
     def record(self, method: str, path: str, status: int) -> None:
         with self._log_lock:
             self.requests_log.append((method, path, status))
+
+    # -- secondary rate limits ---------------------------------------------------------------
+    @property
+    def content_limits(self) -> tuple[tuple[int, float], ...]:
+        return self.limits.content_limits
+
+    @content_limits.setter
+    def content_limits(self, limits: Iterable[tuple[int, float]] | None) -> None:
+        self.limits.set_content_limits(limits)
+
+    def set_content_limits(self, limits: Iterable[tuple[int, float]] | None) -> None:
+        """E.g. ``((3, 1.0),)`` to scale GitHub's windows down in a test; None or ``()``: off.
+
+        Applies to the next request of a running emulator; accepted writes still count."""
+        self.limits.set_content_limits(limits)
+
+    @property
+    def max_concurrent(self) -> int | None:
+        return self.limits.max_concurrent
+
+    @max_concurrent.setter
+    def max_concurrent(self, value: int | None) -> None:
+        self.limits.set_max_concurrent(value)
+
+    def set_max_concurrent(self, value: int | None) -> None:
+        """Requests in flight per installation before 403 + ``Retry-After: 1``; None: off."""
+        self.limits.set_max_concurrent(value)
+
+    @property
+    def limit_hits(self) -> int:
+        """Requests refused by a secondary limit (content or concurrency), all installations."""
+        return self.limits.hits()
+
+    def limit_hits_for(self, installation_id: int, kind: str | None = None) -> int:
+        """Refusals of one installation; ``kind``: "content" or "concurrency" (None: both)."""
+        return self.limits.hits(installation_id, kind)
+
+    def content_writes(self, installation_id: int) -> list[float]:
+        """When each accepted content-creating request of the installation arrived, oldest
+        first, since start or ``reset_limits()``: the emulator's clock (epoch seconds by default),
+        so a benchmark can compare a burst with the windows."""
+        return self.limits.content_writes(installation_id)
+
+    def in_flight(self, installation_id: int) -> int:
+        return self.limits.in_flight(installation_id)
+
+    def reset_limits(self) -> None:
+        """Empty the content windows (and ``content_writes``) and the refusal counters."""
+        self.limits.reset()
 
     # -- tokens ----------------------------------------------------------------------------
     def issue_token(self, installation_id: int, permissions: dict[str, str] | None = None,
