@@ -22,3 +22,14 @@ class TransientError(Exception):
 
 class PermanentError(Exception):
     """Retrying will not help; the reason is for a person to act on."""
+
+
+class Deferred(TransientError):
+    """Not attempted: our own pacing has no slot yet. Run again after ``retry_after``.
+
+    Unlike a failure it spends no attempt, so a long burst cannot dead-letter a job, and the next
+    attempt still knows that nothing was sent.
+    """
+
+    def __init__(self, message: str, retry_after: float):
+        super().__init__(message, retry_after)

@@ -31,7 +31,7 @@ from typing import Any, Callable
 from sqlalchemy import event, or_, select, text, update
 from sqlalchemy.orm import Session
 
-from gateway.errors import PermanentError, TransientError
+from gateway.errors import Deferred, PermanentError, TransientError
 from gateway.store import Database, Installation, Job, utcnow
 
 log = logging.getLogger("gateway.queue")
@@ -268,6 +268,8 @@ class Worker:
                 kind.run(job)
         except Paused as exc:
             self._pause(job, str(exc))
+        except Deferred as exc:
+            self._pause(job, str(exc), run_after=self.clock() + timedelta(seconds=exc.retry_after))
         except PermanentError as exc:
             self._dead(job, kind, str(exc))
         except TransientError as exc:
@@ -330,7 +332,8 @@ class Worker:
             row.run_after = self.clock() + timedelta(seconds=delay)
             row.locked_by = row.locked_until = None
 
-    def _pause(self, job: ClaimedJob, reason: str) -> None:
+    def _pause(self, job: ClaimedJob, reason: str, run_after: datetime | None = None) -> None:
+        """Back in the queue without spending the attempt: nothing was tried."""
         log.info("job %s (%s) %s", job.id, job.kind, reason)
         with self.db.session() as session:
             row = self._owned_row(session, job)
@@ -338,6 +341,8 @@ class Worker:
                 return
             row.status, row.last_error, row.attempts = "queued", reason, max(0, row.attempts - 1)
             row.locked_by = row.locked_until = None
+            if run_after is not None:
+                row.run_after = run_after
 
     def _dead(self, job: ClaimedJob, kind: JobKind | None, reason: str) -> None:
         log.error("job %s (%s) dead-lettered: %s", job.id, job.kind, reason)

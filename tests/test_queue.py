@@ -234,3 +234,28 @@ def test_postgres_notify_wakes_a_worker_in_another_process(db):
         assert bell.wait(listening, 10), "no NOTIFY arrived"
     finally:
         listener.stop()
+
+
+def test_a_deferred_job_waits_without_spending_attempts(db):
+    from gateway.errors import Deferred
+
+    clock = Clock()
+    job_id = add_job(db, max_attempts=2)
+    runs = []
+
+    def run(job):
+        runs.append(job.attempts)
+        if len(runs) < 5:
+            raise Deferred("no write slot for 30 s", retry_after=30)
+
+    worker = Worker(db, [JobKind("k", run)], clock=clock)
+    for _ in range(4):
+        assert worker.run_once()
+        status, attempts, error, run_after = job_row(db, job_id)
+        assert (status, attempts, error) == ("queued", 0, "no write slot for 30 s")
+        assert run_after == clock.now + timedelta(seconds=30)
+        assert not worker.run_once()
+        clock.now += timedelta(seconds=31)
+    assert worker.run_once()
+    assert runs == [1, 1, 1, 1, 1]  # every run was a first attempt: nothing was ever tried
+    assert job_row(db, job_id)[:2] == ("done", 1)
