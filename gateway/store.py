@@ -192,15 +192,30 @@ class InstallationToken(Base):
 
 
 class Installation(Base):
-    """What we know of an App installation: suspension pauses its jobs."""
+    """What we know of an App installation: suspension pauses its jobs.
+
+    Its row is also the lock that serialises GitHub write-slot reservations (github_app.pacing).
+    """
 
     __tablename__ = "installations"
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
     account: Mapped[str | None] = mapped_column(String(200))
     suspended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     suspended_reason: Mapped[str | None] = mapped_column(Text)
-    next_write_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class GitHubWrite(Base):
+    """A write slot handed to a content-creating GitHub request: the pacer's sliding-window log.
+
+    Slots of one installation are strictly increasing, so (installation_id, at) is unique; the
+    key's index serves the "n-th most recent slot" lookups. Rows older than the longest window are
+    pruned by the next reservation.
+    """
+
+    __tablename__ = "github_writes"
+    installation_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)
 
 
 class WebhookDelivery(Base):

@@ -1,55 +1,119 @@
-"""Spacing of content-creating GitHub requests per installation, across processes.
+"""Keeping content-creating GitHub requests under GitHub's secondary limits, per installation.
 
-GitHub's secondary rate limits punish bursts of content creation (roughly 80 a minute, and
-"at least a second between" as its advice), per installation. Its sole purpose is to hand
-out write slots: the next free moment is stored in ``Installation.next_write_at`` and advanced
-under a row lock, so any number of workers share one schedule. A slot a little ahead is waited
-for here; a slot far ahead becomes a TransientError so the job queue waits instead of a worker
-thread. It does not make requests and does not know which requests create content.
+GitHub lets an installation make at most 80 content-creating requests in any minute and 500 in any
+hour, and it also punishes bursts. Its sole purpose is to hand out write slots that respect those
+limits, however many worker threads and processes share the database. Every slot handed out is
+logged in ``github_writes``. A new slot comes no sooner than ``interval`` after the previous one (the
+fastest limit's even pace, so requests never bunch up), and, for each ``(count, window)`` limit, no
+sooner than the count-th most recent slot plus the window: the windows slide exactly, so the hourly
+budget holds even though the minute pace alone would allow far more. Both carry a ``safety`` margin
+for the jitter between taking a slot and the request reaching GitHub. Reservations for one
+installation are serialised on its ``installations`` row (SELECT ... FOR UPDATE; on SQLite the
+writer lock). A slot a little ahead is waited for here, after the commit; a slot more than
+``max_wait`` ahead becomes a Deferred (a TransientError that spends no job attempt) without
+reserving, so the job queue waits instead of a worker thread. It does not make requests and does
+not know which requests create content.
 """
 from __future__ import annotations
 
 import time
 from datetime import datetime, timedelta
-from typing import Callable
+from typing import Callable, Iterable
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.dialects import postgresql, sqlite
 
-from gateway.errors import TransientError
-from gateway.store import Database, Installation, utcnow
+from gateway.errors import Deferred
+from gateway.store import Database, GitHubWrite, Installation, utcnow
+
+# GitHub's documented secondary limits for content-creating requests: (count, window seconds).
+DEFAULT_LIMITS: tuple[tuple[int, float], ...] = ((80, 60.0), (500, 3600.0))
 
 
 class WritePacer:
-    """Reserve a write slot per installation, ``min_interval`` apart, waiting at most ``max_wait``."""
+    """Reserve a write slot per installation within ``limits``, waiting at most ``max_wait``.
 
-    def __init__(self, db: Database, *, min_interval: timedelta = timedelta(seconds=1),
-                 max_wait: timedelta = timedelta(seconds=5),
+    ``limits=()`` switches pacing off: ``reserve`` returns at once and writes nothing.
+    """
+
+    def __init__(self, db: Database, *, limits: Iterable[tuple[int, float]] = DEFAULT_LIMITS,
+                 safety: float = 0.02, max_wait: timedelta = timedelta(seconds=5),
                  clock: Callable[[], datetime] = utcnow,
                  sleep: Callable[[float], None] = time.sleep):
+        if safety < 0:
+            raise ValueError(f"safety must not be negative, got {safety!r}")
         self._db = db
-        self.min_interval = min_interval
+        self.safety = safety
+        self.limits = limits
         self.max_wait = max_wait
         self._clock = clock
         self._sleep = sleep
 
+    @property
+    def limits(self) -> tuple[tuple[int, float], ...]:
+        return self._limits
+
+    @limits.setter
+    def limits(self, limits: Iterable[tuple[int, float]]) -> None:
+        # Settable after construction (a benchmark switches pacing off); derived spacings follow.
+        limits = tuple((int(count), float(window)) for count, window in limits)
+        for count, window in limits:
+            if count < 1 or window <= 0:
+                raise ValueError(f"write limits need a positive count and window, got {count}/{window:g}")
+        margin = 1 + self.safety
+        self._limits = limits
+        # Windows widened by the margin, and the even pace of the fastest limit.
+        self._windows = tuple((count, timedelta(seconds=window * margin)) for count, window in limits)
+        self.interval = (timedelta(seconds=min(window / count for count, window in limits) * margin)
+                         if limits else timedelta(0))
+        self._horizon = max((window for _, window in self._windows), default=timedelta(0))
+
     def reserve(self, installation_id: int) -> None:
         """Return when this process may send one content-creating request for the installation."""
+        if not self._windows:
+            return
         with self._db.session() as session:
-            _ensure_row(session, installation_id)
-            row = session.execute(select(Installation).where(Installation.id == installation_id)
-                                  .with_for_update()).scalar_one()
-            now = self._clock()
-            slot = max(now, row.next_write_at or now)
+            _lock_installation(session, installation_id)
+            now = self._clock()   # read under the lock: waiting for it took time
+            session.execute(delete(GitHubWrite).where(GitHubWrite.installation_id == installation_id,
+                                                      GitHubWrite.at < now - self._horizon))
+            slot = self._earliest_slot(session, installation_id, now)
             wait = slot - now
             if wait > self.max_wait:
                 seconds = wait.total_seconds()
-                raise TransientError(f"Pacing GitHub writes for installation {installation_id}: "
+                raise Deferred(f"Pacing GitHub writes for installation {installation_id}: "
                                      f"next free slot in {seconds:.0f} s", retry_after=seconds)
-            row.next_write_at = slot + self.min_interval
+            session.add(GitHubWrite(installation_id=installation_id, at=slot))
         # The slot is ours once committed; wait for it outside the transaction.
         if wait > timedelta(0):
             self._sleep(wait.total_seconds())
+
+    def _earliest_slot(self, session, installation_id: int, now: datetime) -> datetime:
+        """The first moment from ``now`` that keeps the spacing and every window; slots only grow."""
+        def latest(n: int) -> datetime | None:
+            """The n-th most recent logged slot (1 = the last one)."""
+            return session.scalars(select(GitHubWrite.at)
+                                   .where(GitHubWrite.installation_id == installation_id)
+                                   .order_by(GitHubWrite.at.desc()).offset(n - 1).limit(1)).first()
+
+        slot = now
+        last = latest(1)
+        if last is not None:
+            slot = max(slot, last + self.interval)
+        for count, window in self._windows:
+            # Fewer than ``count`` slots may lie in (slot - window, slot].
+            oldest = latest(count)
+            if oldest is not None:
+                slot = max(slot, oldest + window)
+        return slot
+
+
+def _lock_installation(session, installation_id: int) -> None:
+    """Hold the installation's row until commit, creating it if missing: one reserver at a time."""
+    query = select(Installation.id).where(Installation.id == installation_id).with_for_update()
+    if session.execute(query).first() is None:
+        _ensure_row(session, installation_id)
+        session.execute(query).one()
 
 
 def _ensure_row(session, installation_id: int) -> None:

@@ -1,16 +1,17 @@
 """The GitHub adapter against the emulator on a real socket, with a real database."""
 from __future__ import annotations
 
+import multiprocessing
 import threading
 import time
 from datetime import datetime, timedelta, timezone
 
 import jwt
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
-from gateway.errors import PermanentError, TransientError
-from gateway.store import Installation, InstallationToken
+from gateway.errors import Deferred, PermanentError, TransientError
+from gateway.store import Database, GitHubWrite, Installation, InstallationToken
 from github_app.auth import InstallationTokens, app_jwt
 from github_app.client import GitHubApp, MergeRefused
 from github_app.pacing import WritePacer
@@ -324,6 +325,10 @@ def test_merge_rejects_unknown_method(app):
 
 # -- pacing -------------------------------------------------------------------------------------
 
+T0 = datetime(2025, 3, 1, 12, 0, tzinfo=timezone.utc)
+SCALED = ((3, 1.0), (5, 10.0))   # GitHub's minute and hour limits, shrunk: pace 0.34 s, window 10.2 s
+
+
 class RecordingSleep:
     def __init__(self):
         self.calls: list[float] = []
@@ -332,58 +337,235 @@ class RecordingSleep:
         self.calls.append(seconds)
 
 
-def test_pacer_spaces_writes(db):
-    now = datetime(2025, 3, 1, 12, 0, tzinfo=timezone.utc)
-    sleep = RecordingSleep()
-    pacer = WritePacer(db, min_interval=timedelta(seconds=1), max_wait=timedelta(seconds=5),
-                       clock=lambda: now, sleep=sleep)
-    pacer.reserve(INSTALLATION_ID)
-    pacer.reserve(INSTALLATION_ID)
-    assert sleep.calls == [pytest.approx(1.0)]
-    pacer.reserve(5)                       # another installation has its own schedule
-    assert len(sleep.calls) == 1
+class FakeTime:
+    """A clock that moves only when slept on (or set), recording every sleep."""
+
+    def __init__(self, start: datetime = T0):
+        self.now = start
+        self.calls: list[float] = []
+
+    def clock(self) -> datetime:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.calls.append(seconds)
+        self.now += timedelta(seconds=seconds)
+
+
+def logged_slots(db, installation_id: int = INSTALLATION_ID) -> list[float]:
+    """The installation's logged slots, as seconds after T0, oldest first."""
     with db.session() as session:
-        row = session.execute(select(Installation)
-                              .where(Installation.id == INSTALLATION_ID)).scalar_one()
-        assert row.next_write_at == now + timedelta(seconds=2)
+        return [round((at - T0).total_seconds(), 6)
+                for at in session.scalars(select(GitHubWrite.at)
+                                          .where(GitHubWrite.installation_id == installation_id)
+                                          .order_by(GitHubWrite.at))]
 
 
-def test_pacer_beyond_max_wait_is_transient(db):
-    now = datetime(2025, 3, 1, 12, 0, tzinfo=timezone.utc)
+def assert_within(slots: list[float], limits, *, spacing: float) -> None:
+    """No ``window`` seconds hold more than ``count`` slots, and neighbours are ``spacing`` apart."""
+    micros = [round(s * 1e6) for s in slots]          # exact arithmetic at the store's resolution
+    assert all(b - a >= round(spacing * 1e6) for a, b in zip(micros, micros[1:]))
+    for count, window in limits:
+        width = round(window * 1e6)
+        for t in micros:
+            assert sum(1 for s in micros if t - width < s <= t) <= count
+
+
+def test_pacer_spaces_writes_at_the_minute_limits_pace(db):
+    fake = FakeTime()
+    pacer = WritePacer(db, clock=fake.clock, sleep=fake.sleep)   # GitHub's limits: 80/60 s, 500/3600 s
+    assert pacer.interval == timedelta(seconds=0.765)            # 60/80 s plus 2 %
+    for _ in range(4):
+        pacer.reserve(INSTALLATION_ID)
+    assert fake.calls == [pytest.approx(0.765)] * 3
+    assert logged_slots(db) == [0.0, 0.765, 1.53, 2.295]
+
+
+def test_pacer_waits_for_a_slot_to_leave_the_long_window(db):
+    fake = FakeTime()
+    pacer = WritePacer(db, limits=SCALED, max_wait=timedelta(seconds=60), clock=fake.clock,
+                       sleep=fake.sleep)
+    for _ in range(7):
+        pacer.reserve(INSTALLATION_ID)
+    # Five slots at the short pace fill the 10 s budget; the sixth waits until the first is
+    # 10.2 s old, the seventh until the second is.
+    assert logged_slots(db) == [0.0, 0.34, 0.68, 1.02, 1.36, 10.2, 10.54]
+    assert fake.calls == [pytest.approx(s) for s in (0.34, 0.34, 0.34, 0.34, 8.84, 0.34)]
+    fake.now = T0 + timedelta(seconds=30)                  # idle past every window: no wait
+    pacer.reserve(INSTALLATION_ID)
+    assert len(fake.calls) == 6 and logged_slots(db)[-1] == 30.0
+
+
+def test_pacer_beyond_max_wait_is_transient_and_reserves_nothing(db):
+    now = T0
     sleep = RecordingSleep()
-    pacer = WritePacer(db, min_interval=timedelta(seconds=2), max_wait=timedelta(seconds=3),
-                       clock=lambda: now, sleep=sleep)
-    pacer.reserve(INSTALLATION_ID)         # slot now
-    pacer.reserve(INSTALLATION_ID)         # slot +2 s
+    pacer = WritePacer(db, limits=SCALED, max_wait=timedelta(seconds=5), clock=lambda: now,
+                       sleep=sleep)
+    for _ in range(5):
+        pacer.reserve(INSTALLATION_ID)                     # slots 0 .. 1.36 s
+    assert sleep.calls == [pytest.approx(s) for s in (0.34, 0.68, 1.02, 1.36)]
     with pytest.raises(TransientError) as raised:
-        pacer.reserve(INSTALLATION_ID)     # slot +4 s > max_wait
-    assert raised.value.retry_after == pytest.approx(4.0)
-    assert sleep.calls == [pytest.approx(2.0)]
-    with db.session() as session:          # the refused call reserved nothing
-        row = session.get(Installation, INSTALLATION_ID)
-        assert row.next_write_at == now + timedelta(seconds=4)
+        pacer.reserve(INSTALLATION_ID)                     # next slot 10.2 s > max_wait
+    assert isinstance(raised.value, Deferred)              # the queue spends no attempt on it
+    assert raised.value.retry_after == pytest.approx(10.2)
+    now = T0 + timedelta(seconds=5)
+    with pytest.raises(TransientError) as raised:
+        pacer.reserve(INSTALLATION_ID)
+    assert raised.value.retry_after == pytest.approx(5.2)
+    assert logged_slots(db) == [0.0, 0.34, 0.68, 1.02, 1.36]   # the refusals took no slot
+    assert len(sleep.calls) == 4
+    now = T0 + timedelta(seconds=5.2)                      # exactly max_wait ahead: taken
+    pacer.reserve(INSTALLATION_ID)
+    assert sleep.calls[-1] == pytest.approx(5.0)
+    assert logged_slots(db)[-1] == 10.2
 
 
-def test_pacer_concurrent_reservations_get_distinct_slots(db):
-    now = datetime(2025, 3, 1, 12, 0, tzinfo=timezone.utc)
+def test_pacer_installations_are_independent(db):
     sleep = RecordingSleep()
-    pacers = [WritePacer(db, max_wait=timedelta(seconds=30), clock=lambda: now, sleep=sleep)
-              for _ in range(6)]
-    threads = [threading.Thread(target=p.reserve, args=(INSTALLATION_ID,)) for p in pacers]
+    pacer = WritePacer(db, limits=SCALED, max_wait=timedelta(seconds=5), clock=lambda: T0,
+                       sleep=sleep)
+    for _ in range(5):
+        pacer.reserve(INSTALLATION_ID)
+    with pytest.raises(TransientError):
+        pacer.reserve(INSTALLATION_ID)
+    pacer.reserve(5)                                       # its own, empty schedule: no wait
+    pacer.reserve(5)
+    assert sleep.calls == [pytest.approx(s) for s in (0.34, 0.68, 1.02, 1.36, 0.34)]
+    assert logged_slots(db, 5) == [0.0, 0.34]
+    assert logged_slots(db) == [0.0, 0.34, 0.68, 1.02, 1.36]
+
+
+EXPECTED_CONCURRENT = [0.0, 0.34, 0.68, 1.02, 1.36, 10.2, 10.54, 10.88]
+
+
+def test_pacer_concurrent_reservations_get_distinct_slots_within_limits(db):
+    sleep = RecordingSleep()
+    errors: list[BaseException] = []
+    # Half the threads share the test's Database, half have their own engine and connections
+    # (as separate processes would).
+    own = [Database(db.url) for _ in range(4)]
+    pacers = [WritePacer(d, limits=SCALED, max_wait=timedelta(seconds=60), clock=lambda: T0,
+                         sleep=sleep) for d in [db] * 4 + own]
+    barrier = threading.Barrier(len(pacers))
+
+    def reserve(pacer):
+        try:
+            barrier.wait()
+            pacer.reserve(INSTALLATION_ID)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=reserve, args=(p,)) for p in pacers]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    assert sorted(round(s) for s in sleep.calls) == [1, 2, 3, 4, 5]
+    for d in own:
+        d.dispose()
+    assert errors == []
+    assert logged_slots(db) == EXPECTED_CONCURRENT
+    assert sorted(round(s, 6) for s in sleep.calls) == EXPECTED_CONCURRENT[1:]   # slot 0: no sleep
+    assert_within(EXPECTED_CONCURRENT, SCALED, spacing=0.34)
+
+
+def _reserve_in_process(url: str, results) -> None:
+    """A worker process: its own Database, two reservations at T0, the waits it was told."""
+    sleep = RecordingSleep()
+    database = Database(url)
+    try:
+        pacer = WritePacer(database, limits=SCALED, max_wait=timedelta(seconds=60),
+                           clock=lambda: T0, sleep=sleep)
+        pacer.reserve(INSTALLATION_ID)
+        pacer.reserve(INSTALLATION_ID)
+        results.put(sleep.calls)
+    except BaseException as exc:  # noqa: BLE001 - reported to the parent
+        results.put(repr(exc))
+    finally:
+        database.dispose()
+
+
+def test_pacer_shares_one_schedule_across_processes(db):
+    context = multiprocessing.get_context("fork")
+    results = context.Queue()
+    processes = [context.Process(target=_reserve_in_process, args=(db.url, results)) for _ in range(4)]
+    for process in processes:
+        process.start()
+    reported = [results.get(timeout=60) for _ in processes]
+    for process in processes:
+        process.join(timeout=60)
+    assert all(isinstance(calls, list) for calls in reported), reported
+    waits = sorted(round(s, 6) for calls in reported for s in calls)
+    assert waits == EXPECTED_CONCURRENT[1:]
+    assert logged_slots(db) == EXPECTED_CONCURRENT
+
+
+def test_pacer_drains_a_burst_of_500_near_the_best_rate(db):
+    fake = FakeTime()
+    pacer = WritePacer(db, clock=fake.clock, sleep=fake.sleep)
+    for _ in range(500):
+        pacer.reserve(INSTALLATION_ID)                     # never refused: each waits 0.765 s
+    elapsed = (fake.now - T0).total_seconds()
+    assert elapsed == pytest.approx(499 * 0.765)          # 381.7 s
+    # The limits allow at best 80 a minute: the 500th no sooner than 499 * 0.75 s.
+    assert 499 * 0.75 / elapsed >= 0.9
+    slots = logged_slots(db)
+    assert len(slots) == 500
+    assert_within(slots, ((80, 60.0), (500, 3600.0)), spacing=0.765)
+    assert_within(slots, ((80, 61.2), (500, 3672.0)), spacing=0.765)   # with the margin, too
+    with pytest.raises(TransientError) as raised:          # the hour's budget is spent
+        pacer.reserve(INSTALLATION_ID)
+    assert raised.value.retry_after == pytest.approx(3672 - 499 * 0.765)
+
+
+def test_pacer_off_never_sleeps_or_writes(db):
+    sleep = RecordingSleep()
+    pacer = WritePacer(db, limits=(), clock=lambda: T0, sleep=sleep)
+    for _ in range(100):
+        pacer.reserve(INSTALLATION_ID)
+    assert sleep.calls == []
+    with db.session() as session:
+        assert session.scalar(select(func.count()).select_from(GitHubWrite)) == 0
+        assert session.get(Installation, INSTALLATION_ID) is None
+
+
+def test_pacer_limits_can_be_switched_off_later(db):
+    sleep = RecordingSleep()
+    pacer = WritePacer(db, clock=lambda: T0, sleep=sleep)
+    pacer.reserve(INSTALLATION_ID)
+    pacer.limits = ()
+    pacer.reserve(INSTALLATION_ID)
+    assert sleep.calls == [] and pacer.interval == timedelta(0)
+    assert logged_slots(db) == [0.0]
+
+
+def test_pacer_rejects_nonsense_limits(db):
+    for limits in (((0, 60.0),), ((80, 0.0),)):
+        with pytest.raises(ValueError):
+            WritePacer(db, limits=limits)
+    with pytest.raises(ValueError):
+        WritePacer(db, safety=-0.1)
+
+
+def test_pacer_prunes_rows_older_than_the_longest_window(db):
+    fake = FakeTime()
+    pacer = WritePacer(db, limits=SCALED, clock=fake.clock, sleep=fake.sleep)
+    for _ in range(3):
+        pacer.reserve(INSTALLATION_ID)
+    pacer.reserve(5)
+    assert logged_slots(db) == [0.0, 0.34, 0.68]
+    fake.now = T0 + timedelta(seconds=10.6)               # 0 and 0.34 are older than 10.2 s
+    pacer.reserve(INSTALLATION_ID)
+    assert logged_slots(db) == [0.68, 10.6]
+    assert logged_slots(db, 5) == [0.68]                   # pruned by its own next reservation
 
 
 def test_pacer_keeps_existing_installation_row(db):
     with db.session() as session:
         session.add(Installation(id=INSTALLATION_ID, account="octo"))
-    WritePacer(db, sleep=RecordingSleep()).reserve(INSTALLATION_ID)
+    WritePacer(db, clock=lambda: T0, sleep=RecordingSleep()).reserve(INSTALLATION_ID)
     with db.session() as session:
-        row = session.get(Installation, INSTALLATION_ID)
-        assert row.account == "octo" and row.next_write_at is not None
+        assert session.get(Installation, INSTALLATION_ID).account == "octo"
+    assert logged_slots(db) == [0.0]
 
 
 def test_client_paces_content_creation(db, emu, clock):
@@ -391,10 +573,15 @@ def test_client_paces_content_creation(db, emu, clock):
     fixed = clock.now()
     pacer = WritePacer(db, clock=lambda: fixed, sleep=sleep)
     app = make_app(db, emu, clock, pacer=pacer)
-    number = open_pr(app)
-    app.post_comment(INSTALLATION_ID, REPO, number, "one", "<!-- m1 -->")
+    number = open_pr(app)                                                    # slot 0
+    app.post_comment(INSTALLATION_ID, REPO, number, "one", "<!-- m1 -->")   # slot 0.765 s
     app.post_comment(INSTALLATION_ID, REPO, number, "one", "<!-- m1 -->")   # found: no write
-    assert sleep.calls == [pytest.approx(1.0)]
+    app.get_pull_request(INSTALLATION_ID, REPO, number)                      # a read: no slot
+    assert app.merge(INSTALLATION_ID, REPO, number).merged                   # slot 1.53 s
+    assert app.merge(INSTALLATION_ID, REPO, number).already_merged           # no write
+    assert sleep.calls == [pytest.approx(0.765), pytest.approx(1.53)]
+    with db.session() as session:
+        assert session.scalar(select(func.count()).select_from(GitHubWrite)) == 3
 
 
 # -- webhooks -----------------------------------------------------------------------------------

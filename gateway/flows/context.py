@@ -48,7 +48,7 @@ def build_context(settings: Settings, db: Database | None = None, *, clock: Call
                                        private_key=settings.github_app_private_key or "",
                                        secrets=settings.secrets, api_url=settings.github_api_url, clock=clock)
     github = GitHubApp(installations, api_url=settings.github_api_url, web_url=settings.github_web_url,
-                       pacer=WritePacer(db, clock=clock))
+                       pacer=WritePacer(db, limits=settings.github_write_limits, clock=clock))
     if relay is None:
         relay = (SmtpRelay(RelayConfig.from_url(settings.smtp_relay_url)) if settings.smtp_relay_url
                  else MaildirRelay(settings.maildir or settings.data_dir / "maildir"))
