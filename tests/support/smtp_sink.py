@@ -3,9 +3,10 @@
 `SmtpSink` runs aiosmtpd on 127.0.0.1 on an ephemeral port in a background
 thread. Tests point a relay at `sink.url`, then read `sink.messages` /
 `sink.wait_for(n)`. `fail_next` injects 4xx/5xx replies at MAIL, RCPT or DATA
-to exercise retry classification; `auth` turns on SMTP AUTH; `tls_cert`
-turns on STARTTLS (required, so a plaintext client fails) or, with
-`implicit_tls=True`, an smtps listener.
+to exercise retry classification; `hold_next` keeps a mail but delays its 250;
+`stop()` then `start()` refuses connections in between, on the same port;
+`auth` turns on SMTP AUTH; `tls_cert` turns on STARTTLS (required, so a
+plaintext client fails) or, with `implicit_tls=True`, an smtps listener.
 
 Not a mail store or a receiver under test: the gateway's own SMTP receiver
 lives in `inbound/`. Always stop the sink (context manager or fixture) so no
@@ -14,6 +15,7 @@ server thread outlives its test.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as _dt
 import email
 import email.policy
@@ -82,6 +84,9 @@ class _Handler:
                 raw=raw,
                 message=email.message_from_bytes(raw, policy=email.policy.default),
             ))
+            delay = self._sink._take_hold()
+            if delay:
+                await asyncio.sleep(delay)
         return reply
 
 
@@ -91,10 +96,12 @@ class SmtpSink:
     host = "127.0.0.1"
 
     def __init__(self, *, reply_code: str | None = None, auth: tuple[str, str] | None = None,
-                 tls_cert: tuple[Path, Path] | None = None, implicit_tls: bool = False):
+                 tls_cert: tuple[Path, Path] | None = None, implicit_tls: bool = False, port: int = 0):
         """reply_code: answer every DATA with this instead of "250 OK" (e.g. "554 5.7.1 no").
 
         auth: (user, password) required before MAIL; tls_cert: (cert.pem, key.pem).
+        port: 0 picks a free one. After ``stop()``, ``start()`` listens again on the port it had,
+        keeping what it captured: between the two, the relay refuses connections.
         """
         if reply_code is not None and not _REPLY.fullmatch(reply_code):
             raise ValueError("reply_code must look like '554 5.7.1 text'")
@@ -110,7 +117,10 @@ class SmtpSink:
         self._lock = threading.Condition()
         self._messages: list[ReceivedMail] = []
         self._failures: dict[str, list[list]] = {"MAIL": [], "RCPT": [], "DATA": []}
+        self._holds: list[list] = []
+        self.held = 0  # messages whose 250 was held back so far
         self._controller: _EphemeralController | None = None
+        self._port = port
 
     # --- lifecycle ---------------------------------------------------------
 
@@ -126,10 +136,11 @@ class SmtpSink:
             kwargs["ssl_context"] = self._tls
         elif self._tls:
             kwargs.update(tls_context=self._tls, require_starttls=True)
-        controller = _EphemeralController(_Handler(self), hostname=self.host, port=0,
+        controller = _EphemeralController(_Handler(self), hostname=self.host, port=self._port,
                                           ready_timeout=5.0, **kwargs)
         controller.start()
         self._controller = controller
+        self._port = controller.port
         return self
 
     def stop(self) -> None:
@@ -178,6 +189,12 @@ class SmtpSink:
         with self._lock:
             self._failures[stage].append([code_and_text, times])
 
+    def hold_next(self, seconds: float, times: int = 1) -> None:
+        """Keep the next `times` messages but answer their DATA only after `seconds`: the relay
+        has the mail while the sender does not know it yet (to crash the sender right then)."""
+        with self._lock:
+            self._holds.append([seconds, times])
+
     def wait_for(self, count: int, timeout: float = 5.0) -> list[ReceivedMail]:
         """Block until at least `count` mails arrived; fail loudly instead of hanging."""
         deadline = time.monotonic() + timeout
@@ -201,6 +218,17 @@ class SmtpSink:
             if queue[0][1] <= 0:
                 queue.pop(0)
             return reply
+
+    def _take_hold(self) -> float | None:
+        with self._lock:
+            if not self._holds:
+                return None
+            seconds = self._holds[0][0]
+            self._holds[0][1] -= 1
+            if self._holds[0][1] <= 0:
+                self._holds.pop(0)
+            self.held += 1
+            return seconds
 
     def _record(self, mail: ReceivedMail) -> None:
         with self._lock:
