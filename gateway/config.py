@@ -119,6 +119,7 @@ class Settings:
     worker_poll_seconds: float = 1.0
     worker_threads: int = 2
     github_write_limits: tuple[tuple[int, float], ...] = ((80, 60.0), (500, 3600.0))
+    github_timeout_seconds: float = 15.0
     allow_local_sources: bool = False
     github_app_id: str | None = None
     github_app_private_key: str | None = field(default=None, repr=False)
@@ -204,6 +205,7 @@ class Settings:
             worker_poll_seconds=_float("GATEWAY_WORKER_POLL_SECONDS", get("GATEWAY_WORKER_POLL_SECONDS"),
                                        1.0, 0.01, 60),
             worker_threads=_int("GATEWAY_WORKER_THREADS", get("GATEWAY_WORKER_THREADS"), 2, 1, 64),
+            github_timeout_seconds=_float("GITHUB_TIMEOUT_SECONDS", get("GITHUB_TIMEOUT_SECONDS"), 15.0, 1, 300),
             github_write_limits=_write_limits("GATEWAY_GITHUB_WRITE_LIMITS", get("GATEWAY_GITHUB_WRITE_LIMITS")),
             github_app_id=get("GITHUB_APP_ID") or None,
             github_app_private_key=private_key,

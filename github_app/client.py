@@ -16,10 +16,10 @@ from typing import Callable, TypeVar
 from github import Auth, Github
 from github.GithubException import GithubException
 
-from gateway.errors import PermanentError
+from gateway.errors import PermanentError, TransientError
 
 from .auth import InstallationTokens, pygithub_timeout
-from .errors import CREDENTIALS_REFUSED, field_errors, github_message, translate
+from .errors import FRESH_TOKEN_REFUSED, field_errors, github_message, translate
 from .pacing import WritePacer
 
 T = TypeVar("T")
@@ -187,7 +187,10 @@ class GitHubApp:
     # -- plumbing -------------------------------------------------------------------------------
     def _call(self, installation_id: int, repo: str, operation: Callable[[Github], T], *,
               permission: str, not_found: str | None = None) -> T:
-        """Run ``operation`` with the installation's token; one fresh-token retry on a 401."""
+        """Run ``operation`` with the installation's token; one fresh-token retry on a 401.
+
+        Wrong App credentials fail when the token is fetched (PermanentError there).
+        """
         for attempt in (1, 2):
             token = self.tokens.get(installation_id)
             gh = Github(auth=Auth.Token(token), base_url=self.api_url,
@@ -200,7 +203,10 @@ class GitHubApp:
                     self.tokens.invalidate(installation_id)
                     if attempt == 1:
                         continue
-                    raise PermanentError(CREDENTIALS_REFUSED) from None
+                    # GitHub just issued this token (so the App's credentials are good) and refused
+                    # it: it expired again or has not reached every GitHub server yet. Retry later;
+                    # a job that keeps meeting this is dead-lettered with this reason.
+                    raise TransientError(FRESH_TOKEN_REFUSED) from None
                 raise translate(exc, repo=repo, permission=permission,
                                 not_found=not_found) from None
             except Exception as exc:  # network trouble, or our own Permanent/TransientError

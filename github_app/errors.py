@@ -22,6 +22,7 @@ from github.GithubException import GithubException, RateLimitExceededException
 from gateway.errors import PermanentError, TransientError
 
 CREDENTIALS_REFUSED = "GitHub refused the App's credentials; check GITHUB_APP_ID and the private key"
+FRESH_TOKEN_REFUSED = "GitHub refused a freshly issued installation token (HTTP 401); retrying later"
 # GitHub's advice for a secondary limit without Retry-After: wait at least a minute.
 SECONDARY_DEFAULT_WAIT = 60.0
 

@@ -570,19 +570,18 @@ def test_effects_happen_exactly_once_through_github_faults_and_relay_outages(sta
                                             retry_after=1),
         "primary": emulator.faults.inject("rate_limit_primary", repo_calls, times=None, probability=0.02,
                                           reset_in=1),
-        # once, at a random call: a second expiry landing on the token that the first 401's retry has
-        # just fetched (two worker threads) is a second 401 in a row, which the gateway takes as
-        # "credentials refused" and dead-letters the job at once: the reply is never posted
-        "expired token": emulator.faults.inject("expire_token", repo_calls, times=1, probability=0.03),
+        # a share of calls finds every token expired: two worker threads can meet a second 401 in a
+        # row (one expires the token the other's retry just fetched), which must be retried too
+        "expired token": emulator.faults.inject("expire_token", repo_calls, times=None, probability=0.03),
         # carried out, then no answer: the gateway must find its comment / PR instead of making another
         "drop": emulator.faults.inject("drop", r"/(comments|pulls)$", method="POST", times=None,
                                        probability=0.15),
-        # carried out, answered after the client (15 s) gave up
-        "timeout": emulator.faults.inject("timeout", r"/comments$", method="POST", times=1, seconds=16),
+        # carried out, answered after the client (GITHUB_TIMEOUT_SECONDS=2) gave up
+        "timeout": emulator.faults.inject("timeout", r"/comments$", method="POST", times=1, seconds=3),
     }
     emulator.set_content_limits([(25, 4.0)])  # GitHub's secondary content limit, scaled down
 
-    gateway = stack.start("serve", GATEWAY_JOB_MAX_ATTEMPTS="40")
+    gateway = stack.start("serve", GATEWAY_JOB_MAX_ATTEMPTS="40", GITHUB_TIMEOUT_SECONDS="2")
     sink.stop()  # the relay refuses connections while the PRs open
     heads = [f"fault-{i}" for i in range(4)]
     reporters = [f"Reporter {i} <r{i}@example.com>" for i in range(4)]

@@ -116,12 +116,13 @@ def test_expired_token_is_refetched_once_and_call_succeeds(emu, app):
     assert token_requests(emu) == 2
 
 
-def test_second_401_is_permanent_credentials_error(emu, app):
+def test_a_fresh_token_refused_again_is_retried_later_not_dead_lettered(emu, app):
     emu.faults.inject("expire_token", path_regex=r"^/repos/", times=2)
-    with pytest.raises(PermanentError, match="refused the App's credentials") as raised:
+    with pytest.raises(TransientError, match="refused a freshly issued installation token") as raised:
         app.default_branch(INSTALLATION_ID, REPO)
     assert "ghs_" not in str(raised.value)
     assert token_requests(emu) == 2
+    assert app.default_branch(INSTALLATION_ID, REPO) == "main"  # the next attempt goes through
 
 
 def test_installation_looked_up_from_repo(tokens):

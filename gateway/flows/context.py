@@ -46,9 +46,11 @@ def build_context(settings: Settings, db: Database | None = None, *, clock: Call
                          max_age=timedelta(days=settings.reply_max_age_days), clock=clock)
     installations = InstallationTokens(db, app_id=settings.github_app_id or "",
                                        private_key=settings.github_app_private_key or "",
-                                       secrets=settings.secrets, api_url=settings.github_api_url, clock=clock)
+                                       secrets=settings.secrets, api_url=settings.github_api_url, clock=clock,
+                                       timeout=settings.github_timeout_seconds)
     github = GitHubApp(installations, api_url=settings.github_api_url, web_url=settings.github_web_url,
-                       pacer=WritePacer(db, limits=settings.github_write_limits, clock=clock))
+                       pacer=WritePacer(db, limits=settings.github_write_limits, clock=clock),
+                       timeout=settings.github_timeout_seconds)
     if relay is None:
         relay = (SmtpRelay(RelayConfig.from_url(settings.smtp_relay_url)) if settings.smtp_relay_url
                  else MaildirRelay(settings.maildir or settings.data_dir / "maildir"))
