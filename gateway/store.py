@@ -15,6 +15,7 @@ from typing import Iterator
 
 from sqlalchemy import (BigInteger, DateTime, ForeignKey, Index, Integer, LargeBinary, String, Text,
                         TypeDecorator, UniqueConstraint, create_engine, event, func, select)
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
@@ -248,8 +249,28 @@ class Database:
         with self._sessions.begin() as session:
             yield session
 
+    @contextmanager
+    def read_session(self) -> Iterator[Session]:
+        """A transaction that only reads: on SQLite it does not queue for the writer lock."""
+        with self._sessions() as session:
+            session.connection(execution_options={READ_ONLY: True})
+            try:
+                yield session
+            finally:
+                session.rollback()
+
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+READ_ONLY = "gateway_read_only"
+
+
+def insert_or_ignore(session: Session, model, values: dict, conflict_columns: list[str]):
+    """INSERT ... ON CONFLICT DO NOTHING on SQLite and PostgreSQL; ``rowcount`` says whether it went in."""
+    dialect = session.get_bind().dialect.name
+    module = postgresql if dialect == "postgresql" else sqlite
+    return module.insert(model).values(**values).on_conflict_do_nothing(index_elements=conflict_columns)
 
 
 def _make_engine(url: str, echo: bool) -> Engine:
@@ -274,7 +295,9 @@ def _make_engine(url: str, echo: bool) -> Engine:
 
         @event.listens_for(engine, "begin")
         def _on_begin(connection):
-            connection.exec_driver_sql("BEGIN IMMEDIATE")
+            # Readers take a snapshot (WAL) and never wait for the writer; see Database.read_session.
+            deferred = connection.get_execution_options().get(READ_ONLY)
+            connection.exec_driver_sql("BEGIN" if deferred else "BEGIN IMMEDIATE")
 
         return engine
     if url.startswith("postgresql://") or url.startswith("postgres://"):

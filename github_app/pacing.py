@@ -21,10 +21,9 @@ from datetime import datetime, timedelta
 from typing import Callable, Iterable
 
 from sqlalchemy import delete, select
-from sqlalchemy.dialects import postgresql, sqlite
 
 from gateway.errors import Deferred
-from gateway.store import Database, GitHubWrite, Installation, utcnow
+from gateway.store import Database, GitHubWrite, Installation, insert_or_ignore, utcnow
 
 # GitHub's documented secondary limits for content-creating requests: (count, window seconds).
 DEFAULT_LIMITS: tuple[tuple[int, float], ...] = ((80, 60.0), (500, 3600.0))
@@ -118,11 +117,4 @@ def _lock_installation(session, installation_id: int) -> None:
 
 def _ensure_row(session, installation_id: int) -> None:
     """Create the Installation row if missing, without failing when another process races us."""
-    dialect = session.get_bind().dialect.name
-    if dialect in ("postgresql", "sqlite"):
-        insert = (postgresql if dialect == "postgresql" else sqlite).insert(Installation)
-        session.execute(insert.values(id=installation_id, updated_at=utcnow())
-                        .on_conflict_do_nothing(index_elements=[Installation.id]))
-    elif session.get(Installation, installation_id) is None:
-        session.add(Installation(id=installation_id))
-        session.flush()
+    session.execute(insert_or_ignore(session, Installation, {"id": installation_id, "updated_at": utcnow()}, ["id"]))

@@ -11,9 +11,12 @@ new text of a reply inside the body (``inbound.reply``), or SMTP
 which this calls for every part and header).  It never raises: bytes that
 cannot be parsed at all give a ParsedMessage with empty fields.
 
-mail-parser builds the MIME tree (``mailparser.parse_from_bytes``, which also
-guards against recursion bombs).  Its derived outputs are not used, because
-each failed a test in tests/test_inbound_parse.py:
+The MIME tree is the standard library's (``email.message_from_bytes``).  That
+is exactly the tree mail-parser's ``parse_from_bytes(raw).message`` returns,
+but mail-parser also computes derived outputs on every parse, which cost about
+1 ms per message at DATA (bench/smtp_accept.py).  Those outputs are not used,
+because each failed a test in tests/test_inbound_parse.py, which still
+compares our attachments with mail-parser's:
 
 - ``text_plain`` / ``text_html`` are lists of every text part of the message,
   including the text of an attached or forwarded message/rfc822 part, with no
@@ -45,7 +48,6 @@ import logging
 import re
 from dataclasses import dataclass
 
-import mailparser
 
 from inbound.charsets import decode_header_value, decode_text, raw_text, unfold
 
@@ -144,10 +146,6 @@ def _tree(raw: bytes) -> tuple[email.message.Message, bool]:
     if containers > _MAX_CONTAINERS:
         log.warning("message with %d MIME containers: reading headers only", containers)
         return email.parser.BytesParser().parsebytes(raw, headersonly=True), False
-    try:
-        return mailparser.parse_from_bytes(raw).message, True
-    except Exception as error:
-        log.info("mail-parser failed (%s: %s); using the stdlib parser", type(error).__name__, error)
     try:
         return email.message_from_bytes(raw), True
     except Exception as error:  # RecursionError on absurd nesting

@@ -20,13 +20,13 @@ import logging
 from dataclasses import dataclass
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 
 from gateway.flows.comment import has_marker
 from gateway.flows.context import FlowContext
 from gateway.flows.mail import queue_thread_mail
 from gateway.queue import ClaimedJob, JobKind, enqueue
-from gateway.store import Installation, Participant, Thread, WebhookDelivery, thread_for_pull
+from gateway.store import (Installation, Participant, Thread, WebhookDelivery, insert_or_ignore, thread_for_pull,
+                           utcnow)
 from outbound.compose import activity_content
 
 log = logging.getLogger("gateway.webhooks")
@@ -35,16 +35,14 @@ JOB = "handle_github_event"
 
 def receive(ctx: FlowContext, *, event: str, delivery_id: str, payload: dict) -> str:
     """'queued' or 'duplicate'."""
-    try:
-        with ctx.db.session() as session:
-            if session.get(WebhookDelivery, delivery_id) is not None:
-                return "duplicate"
-            session.add(WebhookDelivery(delivery_id=delivery_id, event=event, action=payload.get("action"),
-                                        payload=json.dumps(payload)))
-            session.flush()
-            enqueue(session, JOB, {"delivery_id": delivery_id}, max_attempts=ctx.settings.job_max_attempts)
-    except IntegrityError:  # the same delivery raced in twice
-        return "duplicate"
+    row = {"delivery_id": delivery_id, "event": event, "action": payload.get("action"),
+           "payload": json.dumps(payload), "received_at": utcnow()}
+    with ctx.db.session() as session:
+        # One statement decides first-or-redelivery, also when the same delivery races in twice.
+        inserted = session.execute(insert_or_ignore(session, WebhookDelivery, row, ["delivery_id"])).rowcount
+        if inserted != 1:
+            return "duplicate"
+        enqueue(session, JOB, {"delivery_id": delivery_id}, max_attempts=ctx.settings.job_max_attempts)
     return "queued"
 
 

@@ -71,13 +71,8 @@ class ReplyPipeline:
         return RECIPIENT_OK
 
     def _thread_problem(self, thread_id: str) -> str | None:
-        with self.ctx.db.session() as session:
-            thread = session.get(Thread, thread_id)
-            if thread is None:
-                return f"thread {thread_id} does not exist"
-            if thread.revoked_at is not None:
-                return f"thread {thread_id} was revoked"
-        return None
+        with self.ctx.db.read_session() as session:
+            return _thread_problem(session.get(Thread, thread_id), thread_id)
 
     # -- DATA ----------------------------------------------------------------
 
@@ -117,13 +112,16 @@ class ReplyPipeline:
                                                             message.header("X-Gateway-Sig-Ts") or ""))
             except TokenInvalid as exc:
                 log.info("X-Gateway headers refused: %s", exc)
-        return [t for t in dict.fromkeys(found) if self._thread_problem(t) is None]
+        return list(dict.fromkeys(found))  # unknown or revoked threads are refused when delivering
 
     def _deliver_to_thread(self, thread_id: str, envelope: Envelope, message: ParsedMessage) -> Decision:
         settings = self.ctx.settings
         verdict, reason, decision = "queued", None, ACCEPTED
         with self.ctx.db.session() as session:
-            installation_id = session.get(Thread, thread_id).installation_id
+            thread = session.get(Thread, thread_id)
+            if (problem := _thread_problem(thread, thread_id)) is not None:
+                return UNKNOWN_RECIPIENT.because(problem)
+            installation_id = thread.installation_id
             participants = session.scalars(select(Participant.email).where(Participant.thread_id == thread_id)).all()
             if automated := rules.classify_automated(message, envelope.mail_from):
                 verdict, reason = automated
@@ -150,6 +148,14 @@ class ReplyPipeline:
                         max_attempts=settings.job_max_attempts)
             log.info("inbound %s for thread %s: %s%s", row.id, thread_id, verdict, f" ({reason})" if reason else "")
         return decision if decision is not ACCEPTED else ACCEPTED.because(verdict)
+
+
+def _thread_problem(thread: Thread | None, thread_id: str) -> str | None:
+    if thread is None:
+        return f"thread {thread_id} does not exist"
+    if thread.revoked_at is not None:
+        return f"thread {thread_id} was revoked"
+    return None
 
 
 # -- the job -------------------------------------------------------------------
