@@ -1,6 +1,6 @@
 """SMTP acceptance rate of the gateway's receiver against a bare aiosmtpd server, same client, same run.
 
-Usage: python bench/smtp_accept.py [-n 500] [-c 4] [--rounds 3] [--warmup 20] [--command smtp|serve]
+Usage: python bench/smtp_accept.py [-n 500] [-c 4] [--rounds 3] [--warmup 20] [--command smtp|serve] [--processes 1]
                                    [--database postgresql://postgres@127.0.0.1:5432/test]
                                    [--profile FILE [--profile-gil]]   (py-spy the gateway during the rounds)
 
@@ -43,6 +43,7 @@ def main() -> int:
     parser.add_argument("--warmup", type=int, default=20, help="messages sent to each server first, not counted")
     parser.add_argument("--command", choices=("smtp", "serve"), default="smtp",
                         help="gateway process under test (default smtp: the receiver alone)")
+    parser.add_argument("--processes", type=int, default=1, help="with --command smtp: receiver processes (1)")
     parser.add_argument("--database", default="", help="PostgreSQL URL (default: an SQLite file)")
     parser.add_argument("--profile", metavar="FILE", help="py-spy the gateway during the rounds (collapsed stacks)")
     parser.add_argument("--profile-gil", action="store_true", help="with --profile: only the thread holding the GIL")
@@ -60,7 +61,7 @@ def main() -> int:
             _, notification = stack.open_pull_request(opener)
             if args.command == "smtp":
                 opener.stop()
-                gateway = stack.gateway(["smtp"])
+                gateway = stack.gateway(["smtp", "--processes", str(args.processes)])
             else:
                 gateway = opener
             bare = stack.child(c.bare_smtp(Path(tmp)))
@@ -96,7 +97,8 @@ def main() -> int:
         ("code", c.code_version()),
         ("database", c.database_label(args.database)),
         ("gateway process", f"gateway {args.command}" + (" (its worker thread runs jobs meanwhile)"
-                                                         if args.command == "serve" else " (receiver only)")),
+                                                         if args.command == "serve" else
+                                                         f" --processes {args.processes} (receiver only)")),
         ("messages x rounds / clients", f"{args.messages} x {args.rounds} per server (+{args.warmup} warm-up) / "
                                         f"{args.clients} connections, reconnect every {c.RECONNECT_EVERY}"),
         ("message size", f"{len(raws[0])} bytes (Gmail-shaped reply, text + HTML)"),

@@ -138,13 +138,20 @@ def web(workers: int) -> None:
 
 
 @main.command()
-def smtp() -> None:
+@click.option("--processes", default=1, show_default=True, type=click.IntRange(1, 64),
+              help="Receiver processes sharing the port (SO_REUSEPORT); one per CPU core is the useful most.")
+def smtp(processes: int) -> None:
     """Run the SMTP receiver."""
-    from gateway.runner import make_receiver
+    from gateway.runner import make_receiver, run_processes
 
     settings = _load(service=True)
     _logging(settings)
-    make_receiver(_context(settings)).serve_forever()
+    if processes == 1:
+        make_receiver(_context(settings)).serve_forever()
+        return
+    _database(settings, create_if_empty=False).dispose()  # check the schema once, before forking
+    # Each process builds its own context after the fork: no database connection crosses it.
+    sys.exit(run_processes(processes, lambda: make_receiver(_context(settings), reuse_port=True).serve_forever()))
 
 
 @main.command()

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Callable
 
-from sqlalchemy import event, or_, select, text, update
+from sqlalchemy import event, insert, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from gateway.errors import Deferred, PermanentError, TransientError
@@ -116,14 +116,21 @@ def bell_for(db_or_url: Database | str) -> JobBell:
 
 
 def enqueue(session: Session, kind: str, payload: dict[str, Any], *, installation_id: int | None = None,
-            run_after: datetime | None = None, max_attempts: int = 8) -> Job:
-    """Add a job inside the caller's transaction; idle workers wake when it commits."""
-    job = Job(kind=kind, payload=json.dumps(payload, sort_keys=True), installation_id=installation_id,
-              run_after=run_after or utcnow(), max_attempts=max_attempts, status="queued")
-    session.add(job)
-    session.flush()
+            run_after: datetime | None = None, max_attempts: int = 8) -> int:
+    """Add a job inside the caller's transaction; idle workers wake when it commits. Returns its id.
+
+    A Core insert: it runs on every mail and webhook while the sender waits.
+    """
+    now = utcnow()
+    job_id = session.connection().execute(_INSERT_JOB, {
+        "kind": kind, "payload": json.dumps(payload, sort_keys=True), "installation_id": installation_id,
+        "run_after": run_after or now, "max_attempts": max_attempts, "status": "queued", "attempts": 0,
+        "created_at": now, "updated_at": now}).scalar_one()
     _ring_on_commit(session)
-    return job
+    return job_id
+
+
+_INSERT_JOB = insert(Job).returning(Job.id)
 
 
 def _ring_on_commit(session: Session) -> None:

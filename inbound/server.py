@@ -66,6 +66,7 @@ class ReceiverOptions:
     proxy_protocol: bool = False
     proxy_protocol_timeout: float = 5
     hostname: str | None = None  # banner / EHLO name; default: this host's FQDN
+    reuse_port: bool = False  # SO_REUSEPORT: several receiver processes share the port (kernel balances)
 
 
 class _GatewaySMTP(SMTP):
@@ -106,9 +107,11 @@ class _GatewaySMTP(SMTP):
 
 
 class _Controller(Controller):
-    def __init__(self, handler: GatewayHandler, *, host: str, port: int, proxy_protocol: bool, **smtp_kwargs: Any):
+    def __init__(self, handler: GatewayHandler, *, host: str, port: int, proxy_protocol: bool,
+                 reuse_port: bool = False, **smtp_kwargs: Any):
         super().__init__(handler, hostname=host, port=port, **smtp_kwargs)
         self._proxy_protocol = proxy_protocol
+        self._reuse_port = reuse_port
 
     def factory(self) -> SMTP:
         return _GatewaySMTP(self.handler, **self.SMTP_kwargs)
@@ -118,7 +121,8 @@ class _Controller(Controller):
 
     async def _bind(self):
         server = await self.loop.create_server(
-            self._factory_invoker, host=self.hostname, port=self.port, ssl=self.ssl_context
+            self._factory_invoker, host=self.hostname, port=self.port, ssl=self.ssl_context,
+            reuse_port=self._reuse_port or None,
         )
         # With port 0 the kernel chose; remember which, for the probe and for callers.
         self.port = server.sockets[0].getsockname()[1]
@@ -181,7 +185,8 @@ class Receiver:
         if options.proxy_protocol:
             smtp_kwargs["proxy_protocol_timeout"] = options.proxy_protocol_timeout
         controller = _Controller(
-            handler, host=options.host, port=options.port, proxy_protocol=options.proxy_protocol, **smtp_kwargs
+            handler, host=options.host, port=options.port, proxy_protocol=options.proxy_protocol,
+            reuse_port=options.reuse_port, **smtp_kwargs
         )
         try:
             controller.start()

@@ -15,7 +15,7 @@ class Clock:
 
 def add_job(db, kind="k", installation_id=None, max_attempts=3):
     with db.session() as s:
-        return enqueue(s, kind, {"n": 1}, installation_id=installation_id, max_attempts=max_attempts).id
+        return enqueue(s, kind, {"n": 1}, installation_id=installation_id, max_attempts=max_attempts)
 
 
 def job_row(db, job_id):

@@ -56,7 +56,7 @@ def submit(ctx: FlowContext, spec: PullRequestSpec, idempotency_key: str | None)
             session.add(request)
             session.flush()
             request.job_id = enqueue(session, JOB, {"request_id": request.id}, installation_id=spec.installation_id,
-                                     max_attempts=ctx.settings.job_max_attempts).id
+                                     max_attempts=ctx.settings.job_max_attempts)
             request_id = request.id
     except IntegrityError:  # the same key raced in from another request
         if idempotency_key is not None and (previous := _by_idempotency_key(ctx, idempotency_key, spec)):

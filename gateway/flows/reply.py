@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, insert, select
 
 from gateway.flows import comment
 from gateway.flows.context import FlowContext
@@ -29,7 +29,7 @@ from gateway.flows.mail import queue_thread_mail
 from gateway.flows.unsubscribe import unsubscribe
 from gateway.queue import ClaimedJob, JobKind, enqueue
 from gateway.signing import REPLY_LOCAL, TokenInvalid
-from gateway.store import InboundMessage, Participant, Thread
+from gateway.store import InboundMessage, Participant, Thread, utcnow
 from inbound import rules
 from inbound.handler import (ACCEPTED, DMARC_FAIL, NOT_PARTICIPANT, RECIPIENT_OK, UNKNOWN_RECIPIENT, Decision,
                              Envelope)
@@ -72,7 +72,8 @@ class ReplyPipeline:
 
     def _thread_problem(self, thread_id: str) -> str | None:
         with self.ctx.db.read_session() as session:
-            return _thread_problem(session.get(Thread, thread_id), thread_id)
+            return _thread_problem(session.connection().execute(_THREAD_STATE, {"thread_id": thread_id}).first(),
+                                   thread_id)
 
     # -- DATA ----------------------------------------------------------------
 
@@ -115,14 +116,16 @@ class ReplyPipeline:
         return list(dict.fromkeys(found))  # unknown or revoked threads are refused when delivering
 
     def _deliver_to_thread(self, thread_id: str, envelope: Envelope, message: ParsedMessage) -> Decision:
+        """Decide and record in one transaction, while the client waits: Core statements built once
+        (below), so a mail costs their execution, not the ORM's unit of work or statement building."""
         settings = self.ctx.settings
         verdict, reason, decision = "queued", None, ACCEPTED
         with self.ctx.db.session() as session:
-            thread = session.get(Thread, thread_id)
+            db = session.connection()
+            thread = db.execute(_THREAD_STATE, {"thread_id": thread_id}).first()
             if (problem := _thread_problem(thread, thread_id)) is not None:
                 return UNKNOWN_RECIPIENT.because(problem)
-            installation_id = thread.installation_id
-            participants = session.scalars(select(Participant.email).where(Participant.thread_id == thread_id)).all()
+            participants = db.execute(_PARTICIPANTS, {"thread_id": thread_id}).scalars().all()
             if automated := rules.classify_automated(message, envelope.mail_from):
                 verdict, reason = automated
             elif not rules.is_participant(message.from_address or "", participants):
@@ -132,25 +135,32 @@ class ReplyPipeline:
                     message, settings.trusted_authserv_id) == "fail":
                 verdict, reason = "rejected-dmarc", f"DMARC fail reported by {settings.trusted_authserv_id}"
                 decision = DMARC_FAIL.because(reason)
-            elif message.message_id and session.scalars(select(InboundMessage.id).where(
-                    InboundMessage.thread_id == thread_id, InboundMessage.message_id == message.message_id,
-                    InboundMessage.verdict.in_(("queued", "posted", "empty", "failed")))).first():
+            elif message.message_id and db.execute(_ALREADY_RECEIVED, {
+                    "thread_id": thread_id, "message_id": message.message_id}).first():
                 verdict, reason = "duplicate", "this Message-ID was already received for this thread"
-            row = InboundMessage(
-                thread_id=thread_id, message_id=message.message_id, envelope_from=envelope.mail_from,
-                recipients=",".join(envelope.rcpt_tos), from_address=message.from_address,
-                subject=message.subject[:500], peer=envelope.peer, channel=self.channel,
-                size=len(envelope.content), raw=envelope.content, verdict=verdict, reason=reason)
-            session.add(row)
-            session.flush()
+            inbound_id = db.execute(_RECORD_INBOUND, {
+                "thread_id": thread_id, "message_id": message.message_id, "envelope_from": envelope.mail_from,
+                "recipients": ",".join(envelope.rcpt_tos), "from_address": message.from_address,
+                "subject": message.subject[:500], "peer": envelope.peer, "channel": self.channel,
+                "size": len(envelope.content), "raw": envelope.content, "verdict": verdict, "reason": reason,
+                "received_at": utcnow()}).scalar_one()
             if verdict == "queued":
-                enqueue(session, JOB, {"inbound_id": row.id}, installation_id=installation_id,
+                enqueue(session, JOB, {"inbound_id": inbound_id}, installation_id=thread.installation_id,
                         max_attempts=settings.job_max_attempts)
-            log.info("inbound %s for thread %s: %s%s", row.id, thread_id, verdict, f" ({reason})" if reason else "")
+            log.info("inbound %s for thread %s: %s%s", inbound_id, thread_id, verdict, f" ({reason})" if reason else "")
         return decision if decision is not ACCEPTED else ACCEPTED.because(verdict)
 
 
-def _thread_problem(thread: Thread | None, thread_id: str) -> str | None:
+_THREAD_STATE = select(Thread.installation_id, Thread.revoked_at).where(Thread.id == bindparam("thread_id"))
+_PARTICIPANTS = select(Participant.email).where(Participant.thread_id == bindparam("thread_id"))
+_ALREADY_RECEIVED = select(InboundMessage.id).where(
+    InboundMessage.thread_id == bindparam("thread_id"), InboundMessage.message_id == bindparam("message_id"),
+    InboundMessage.verdict.in_(("queued", "posted", "empty", "failed"))).limit(1)
+_RECORD_INBOUND = insert(InboundMessage).returning(InboundMessage.id)
+
+
+def _thread_problem(thread, thread_id: str) -> str | None:
+    """Why a reply to this thread (a Thread, or a row of _THREAD_STATE) is refused; None if it is not."""
     if thread is None:
         return f"thread {thread_id} does not exist"
     if thread.revoked_at is not None:
