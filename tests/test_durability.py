@@ -24,7 +24,9 @@ notifications for one reply or request always fail.
 """
 from __future__ import annotations
 
+import os
 import random
+import signal
 import re
 import smtplib
 import threading
@@ -37,7 +39,7 @@ from pathlib import Path
 import pytest
 import requests
 import urllib3
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from gateway.signing import ReplyTokens
 from gateway.store import Database, InboundMessage, Job, OutboundMail, PullRequestRequest
@@ -83,8 +85,9 @@ class Stack:
         return gateway_environment(database_url=self.db.url, data_dir=self.tmp, emulator_url=self.emulator.url,
                                    relay_url=self.sink.url, **{**ports, **FAST, **overrides})
 
-    def start(self, command: str, name: str | None = None, **overrides: str) -> GatewayProcess:
-        process = GatewayProcess([command], self.env(**overrides), self.tmp / f"{name or command}.log")
+    def start(self, command: str, name: str | None = None, *, args: tuple[str, ...] = (),
+              **overrides: str) -> GatewayProcess:
+        process = GatewayProcess([command, *args], self.env(**overrides), self.tmp / f"{name or command}.log")
         self.processes.append(process)
         return process.start()
 
@@ -663,3 +666,30 @@ def test_two_receivers_and_two_workers_on_postgresql_run_each_job_once(stack):
     assert [(j.id, j.kind, j.status, j.attempts, j.last_error) for j in jobs
             if (j.status, j.attempts) != ("done", 1)] == []
     assert all(p.process.poll() is None for p in stack.processes), stack.logs()
+
+
+# -- 5. Several receiver processes on one port ---------------------------------------------------------
+
+def child_pids(pid: int) -> list[int]:
+    return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
+def test_smtp_processes_share_one_port_and_stop_together(stack):
+    serve = stack.start("serve")
+    notifications = open_threads(stack, serve, REPORTERS[:2])
+    serve.stop()
+    receivers = stack.start("smtp", args=("--processes", "2"))
+    children = child_pids(receivers.pid)
+    assert len(children) == 2
+    letters = [reply_letter(i, notifications[i % 2], sender=REPORTERS[i % 2]) for i in range(60)]
+    Burst([stack.smtp_port], letters, clients=6, timeout=30).start().join(timeout=35)
+    assert Counter(l.final for l in letters) == {"250 2.0.0 Message accepted": 60}
+    with stack.db.session() as session:
+        assert session.scalar(select(func.count(InboundMessage.id)).where(InboundMessage.verdict == "queued")) == 60
+
+    os.kill(children[0], signal.SIGKILL)  # one receiver dies: the parent stops the other and fails
+    assert receivers.process.wait(timeout=20) == 1
+    assert not Path(f"/proc/{children[1]}").exists()  # stopped and reaped by the parent
+
+    again = stack.start("smtp", name="smtp-again", args=("--processes", "2"))
+    assert again.stop() == 0  # SIGTERM stops every receiver process
