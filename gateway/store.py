@@ -8,7 +8,9 @@ ORM objects stay inside `with db.session()` blocks; flows hand dataclasses on.
 from __future__ import annotations
 
 import secrets
+import sqlite3
 import threading
+import time
 from contextlib import contextmanager, nullcontext
 from datetime import datetime, timezone
 from pathlib import Path
@@ -268,13 +270,44 @@ class Database:
 
 
 READ_ONLY = "gateway_read_only"
+SQLITE_BUSY_MS = 10          # SQLite's own wait: its busy handler sleeps up to 100 ms between tries
+SQLITE_WRITER_WAIT = 30.0    # how long a writer queues for the lock before giving up
 
 
-def insert_or_ignore(session: Session, model, values: dict, conflict_columns: list[str]):
-    """INSERT ... ON CONFLICT DO NOTHING on SQLite and PostgreSQL; ``rowcount`` says whether it went in."""
+def _begin_immediate(raw_connection) -> None:
+    """Take SQLite's writer lock, polling every millisecond while another process holds it.
+
+    SQLite's busy handler backs off to 100 ms sleeps, so under contention from other processes
+    (web, smtp and worker on one SQLite file) the lock sat idle while waiters slept.
+    """
+    deadline = time.monotonic() + SQLITE_WRITER_WAIT
+    while True:
+        try:
+            raw_connection.execute("BEGIN IMMEDIATE")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.001)
+
+
+def insert_or_ignore(session: Session, model, values: dict, conflict_columns: tuple[str, ...]) -> bool:
+    """INSERT ... ON CONFLICT DO NOTHING on SQLite and PostgreSQL; True if the row went in.
+
+    The statement is built once per table and dialect (this runs on every webhook delivery).
+    """
     dialect = session.get_bind().dialect.name
-    module = postgresql if dialect == "postgresql" else sqlite
-    return module.insert(model).values(**values).on_conflict_do_nothing(index_elements=conflict_columns)
+    key = (dialect, model.__tablename__, conflict_columns)
+    statement = _INSERT_OR_IGNORE.get(key)
+    if statement is None:
+        module = postgresql if dialect == "postgresql" else sqlite
+        statement = _INSERT_OR_IGNORE[key] = module.insert(model).on_conflict_do_nothing(
+            index_elements=list(conflict_columns)).returning(*(getattr(model, c) for c in conflict_columns))
+    # RETURNING, not rowcount: psycopg reports -1 for this statement when it is not built with .values()
+    return session.connection().execute(statement, values).first() is not None
+
+
+_INSERT_OR_IGNORE: dict[tuple, object] = {}
 
 
 def _make_engine(url: str, echo: bool) -> Engine:
@@ -294,14 +327,16 @@ def _make_engine(url: str, echo: bool) -> Engine:
             cursor = dbapi_connection.cursor()
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA foreign_keys=ON")
-            cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_MS}")
             cursor.close()
 
         @event.listens_for(engine, "begin")
         def _on_begin(connection):
             # Readers take a snapshot (WAL) and never wait for the writer; see Database.read_session.
-            deferred = connection.get_execution_options().get(READ_ONLY)
-            connection.exec_driver_sql("BEGIN" if deferred else "BEGIN IMMEDIATE")
+            if connection.get_execution_options().get(READ_ONLY):
+                connection.exec_driver_sql("BEGIN")
+            else:
+                _begin_immediate(connection.connection.driver_connection)
 
         return engine
     if url.startswith("postgresql://") or url.startswith("postgres://"):

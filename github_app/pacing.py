@@ -117,4 +117,4 @@ def _lock_installation(session, installation_id: int) -> None:
 
 def _ensure_row(session, installation_id: int) -> None:
     """Create the Installation row if missing, without failing when another process races us."""
-    session.execute(insert_or_ignore(session, Installation, {"id": installation_id, "updated_at": utcnow()}, ["id"]))
+    insert_or_ignore(session, Installation, {"id": installation_id, "updated_at": utcnow()}, ("id",))

@@ -33,14 +33,13 @@ log = logging.getLogger("gateway.webhooks")
 JOB = "handle_github_event"
 
 
-def receive(ctx: FlowContext, *, event: str, delivery_id: str, payload: dict) -> str:
-    """'queued' or 'duplicate'."""
+def receive(ctx: FlowContext, *, event: str, delivery_id: str, payload: dict, body: bytes) -> str:
+    """'queued' or 'duplicate'. ``body`` is stored as GitHub sent it (``payload`` is it parsed)."""
     row = {"delivery_id": delivery_id, "event": event, "action": payload.get("action"),
-           "payload": json.dumps(payload), "received_at": utcnow()}
+           "payload": body.decode("utf-8"), "received_at": utcnow()}
     with ctx.db.session() as session:
         # One statement decides first-or-redelivery, also when the same delivery races in twice.
-        inserted = session.execute(insert_or_ignore(session, WebhookDelivery, row, ["delivery_id"])).rowcount
-        if inserted != 1:
+        if not insert_or_ignore(session, WebhookDelivery, row, ("delivery_id",)):
             return "duplicate"
         enqueue(session, JOB, {"delivery_id": delivery_id}, max_attempts=ctx.settings.job_max_attempts)
     return "queued"

@@ -30,9 +30,9 @@ def github_webhook():
         return jsonify({"ok": True, "event": "ping", "zen": "pong"})
     try:
         payload = json.loads(body)
-    except ValueError:
+    except ValueError:  # UnicodeDecodeError too
         raise ApiError(400, "the payload is not valid JSON") from None
     if not isinstance(payload, dict):
         raise ApiError(400, "the payload must be a JSON object")
-    outcome = github_events.receive(ctx, event=event, delivery_id=delivery_id, payload=payload)
+    outcome = github_events.receive(ctx, event=event, delivery_id=delivery_id, payload=payload, body=body)
     return jsonify({"ok": True, "delivery": delivery_id, "outcome": outcome}), 202 if outcome == "queued" else 200
