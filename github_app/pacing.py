@@ -66,6 +66,8 @@ class WritePacer:
         self.interval = (timedelta(seconds=min(window / count for count, window in limits) * margin)
                          if limits else timedelta(0))
         self._horizon = max((window for _, window in self._windows), default=timedelta(0))
+        # Credit for a late slot: half a step, and never more than the smallest window's margin.
+        self.catch_up = min([self.interval / 2, *(timedelta(seconds=window * self.safety) for _, window in limits)])
 
     def reserve(self, installation_id: int) -> None:
         """Return when this process may send one content-creating request for the installation."""
@@ -76,35 +78,46 @@ class WritePacer:
             now = self._clock()   # read under the lock: waiting for it took time
             session.execute(delete(GitHubWrite).where(GitHubWrite.installation_id == installation_id,
                                                       GitHubWrite.at < now - self._horizon))
-            slot = self._earliest_slot(session, installation_id, now)
+            slot, allowed = self._earliest_slot(session, installation_id, now)
             wait = slot - now
             if wait > self.max_wait:
                 seconds = wait.total_seconds()
                 raise Deferred(f"Pacing GitHub writes for installation {installation_id}: "
                                      f"next free slot in {seconds:.0f} s", retry_after=seconds)
-            session.add(GitHubWrite(installation_id=installation_id, at=slot))
+            session.add(GitHubWrite(installation_id=installation_id, at=self._logged(slot, allowed)))
         # The slot is ours once committed; wait for it outside the transaction.
         if wait > timedelta(0):
             self._sleep(wait.total_seconds())
 
-    def _earliest_slot(self, session, installation_id: int, now: datetime) -> datetime:
-        """The first moment from ``now`` that keeps the spacing and every window; slots only grow."""
+    def _logged(self, slot: datetime, allowed: datetime) -> datetime:
+        """The time to log for ``slot``: up to ``catch_up`` earlier when it came late.
+
+        A slot nobody was waiting for when it came (``allowed`` passed while the workers were busy)
+        is lost time; logging the late write a little earlier lets the next one come sooner, so a
+        steady drain does not fall behind GitHub's pace by a few milliseconds per write. The credit
+        stays within the windows' safety margin, so the limits hold for the real request times.
+        """
+        return max(allowed, slot - self.catch_up) if slot > allowed else slot
+
+    def _earliest_slot(self, session, installation_id: int, now: datetime) -> tuple[datetime, datetime]:
+        """The first moment from ``now`` that keeps the spacing and every window, and the first
+        moment the log alone allows (earlier than ``now`` when the slot came late)."""
         def latest(n: int) -> datetime | None:
             """The n-th most recent logged slot (1 = the last one)."""
             return session.scalars(select(GitHubWrite.at)
                                    .where(GitHubWrite.installation_id == installation_id)
                                    .order_by(GitHubWrite.at.desc()).offset(n - 1).limit(1)).first()
 
-        slot = now
         last = latest(1)
-        if last is not None:
-            slot = max(slot, last + self.interval)
+        if last is None:
+            return now, now
+        allowed = last + self.interval
         for count, window in self._windows:
             # Fewer than ``count`` slots may lie in (slot - window, slot].
             oldest = latest(count)
             if oldest is not None:
-                slot = max(slot, oldest + window)
-        return slot
+                allowed = max(allowed, oldest + window)
+        return max(now, allowed), allowed
 
 
 def _lock_installation(session, installation_id: int) -> None:

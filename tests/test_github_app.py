@@ -382,6 +382,36 @@ def test_pacer_spaces_writes_at_the_minute_limits_pace(db):
     assert logged_slots(db) == [0.0, 0.765, 1.53, 2.295]
 
 
+def test_pacer_a_slot_taken_late_is_made_up_for_within_the_margin(db):
+    fake = FakeTime()
+    pacer = WritePacer(db, clock=fake.clock, sleep=fake.sleep)
+    assert pacer.catch_up == timedelta(seconds=0.3825)           # half a step (< 2 % of 60 s)
+    pacer.reserve(INSTALLATION_ID)                               # slot 0
+    fake.now += timedelta(seconds=0.965)                         # the next worker came 0.2 s late
+    pacer.reserve(INSTALLATION_ID)                               # sent at once, logged on schedule
+    assert logged_slots(db) == [0.0, 0.765] and fake.calls == []
+    pacer.reserve(INSTALLATION_ID)                               # back on the 0.765 s grid
+    assert fake.calls == [pytest.approx(0.565)] and logged_slots(db)[-1] == 1.53
+    fake.now += timedelta(seconds=10)                            # idle: at most half a step credited
+    pacer.reserve(INSTALLATION_ID)
+    assert logged_slots(db)[-1] == pytest.approx(11.53 - 0.3825)
+
+
+def test_pacer_with_late_workers_keeps_the_real_send_times_within_the_limits(db):
+    import random
+
+    rng = random.Random(6)
+    fake = FakeTime()
+    pacer = WritePacer(db, clock=fake.clock, sleep=fake.sleep, max_wait=timedelta(hours=2))
+    sent = []
+    for _ in range(600):
+        fake.now += timedelta(seconds=rng.choice((0, 0, 0.05, 0.3, 1.0)))   # busy workers, now and then
+        pacer.reserve(INSTALLATION_ID)
+        sent.append((fake.now - T0).total_seconds())                       # when the request goes out
+    assert_within(sent, ((80, 60.0), (500, 3600.0)), spacing=0.765 - 0.3825)
+    assert sent[499] - sent[0] < 499 * 0.765 * 1.05                        # lateness did not add up
+
+
 def test_pacer_waits_for_a_slot_to_leave_the_long_window(db):
     fake = FakeTime()
     pacer = WritePacer(db, limits=SCALED, max_wait=timedelta(seconds=60), clock=fake.clock,
@@ -555,8 +585,8 @@ def test_pacer_prunes_rows_older_than_the_longest_window(db):
     pacer.reserve(5)
     assert logged_slots(db) == [0.0, 0.34, 0.68]
     fake.now = T0 + timedelta(seconds=10.6)               # 0 and 0.34 are older than 10.2 s
-    pacer.reserve(INSTALLATION_ID)
-    assert logged_slots(db) == [0.68, 10.6]
+    pacer.reserve(INSTALLATION_ID)                         # logged 0.02 s early: it came late
+    assert logged_slots(db) == [0.68, 10.58]
     assert logged_slots(db, 5) == [0.68]                   # pruned by its own next reservation
 
 
