@@ -10,6 +10,8 @@ pushes are :mod:`github_app.mirror`. Records returned are frozen dataclasses, ne
 """
 from __future__ import annotations
 
+import threading
+
 from dataclasses import dataclass
 from typing import Callable, TypeVar
 
@@ -74,6 +76,7 @@ class GitHubApp:
         self.web_url = web_url.rstrip("/")
         self.pacer = pacer
         self.timeout = timeout
+        self._clients = threading.local()
 
     # -- reads ----------------------------------------------------------------------------------
     def default_branch(self, installation_id: int, repo: str) -> str:
@@ -192,10 +195,7 @@ class GitHubApp:
         Wrong App credentials fail when the token is fetched (PermanentError there).
         """
         for attempt in (1, 2):
-            token = self.tokens.get(installation_id)
-            gh = Github(auth=Auth.Token(token), base_url=self.api_url,
-                        timeout=pygithub_timeout(self.timeout), retry=None, seconds_between_requests=None, seconds_between_writes=None,
-                        lazy=True)
+            gh = self._client(self.tokens.get(installation_id))
             try:
                 return operation(gh)
             except GithubException as exc:
@@ -210,13 +210,37 @@ class GitHubApp:
                 raise translate(exc, repo=repo, permission=permission,
                                 not_found=not_found) from None
             except Exception as exc:  # network trouble, or our own Permanent/TransientError
+                if not isinstance(exc, (PermanentError, TransientError)):
+                    self._drop_client()  # its connection may be half-used: start the next call afresh
                 translated = translate(exc, repo=repo, permission=permission, not_found=not_found)
                 if translated is exc:
                     raise
                 raise translated from None
-            finally:
-                gh.close()
         raise AssertionError("unreachable")
+
+    def _client(self, token: str) -> Github:
+        """This thread's PyGithub client for ``token``, kept so its HTTP connection is reused.
+
+        One per thread (PyGithub is not thread-safe) and per token: a refreshed token gets a new
+        client and the old one is closed.
+        """
+        clients = self._clients.__dict__
+        current = clients.get("client")
+        if current is not None and clients.get("token") == token:
+            return current
+        if current is not None:
+            current.close()
+        client = Github(auth=Auth.Token(token), base_url=self.api_url, timeout=pygithub_timeout(self.timeout),
+                        retry=None, seconds_between_requests=None, seconds_between_writes=None, lazy=True)
+        clients.update(client=client, token=token)
+        return client
+
+    def _drop_client(self) -> None:
+        clients = self._clients.__dict__
+        client = clients.pop("client", None)
+        clients.pop("token", None)
+        if client is not None:
+            client.close()
 
     def _pace_once(self, installation_id: int) -> Callable[[], None]:
         """A pacing step that reserves at most one slot, even if the call is retried after a 401."""

@@ -116,6 +116,21 @@ def test_expired_token_is_refetched_once_and_call_succeeds(emu, app):
     assert token_requests(emu) == 2
 
 
+def test_a_thread_keeps_its_client_and_connection_until_the_token_changes(emu, app):
+    assert app.default_branch(INSTALLATION_ID, REPO) == "main"
+    first = app._client(app.tokens.get(INSTALLATION_ID))
+    assert app.branch_sha(INSTALLATION_ID, REPO, "feature") == emu.branch_sha(REPO, "feature")
+    assert app._client(app.tokens.get(INSTALLATION_ID)) is first        # reused: keep-alive to GitHub
+    emu.expire_all_tokens()
+    assert app.default_branch(INSTALLATION_ID, REPO) == "main"           # 401, fresh token, new client
+    assert app._client(app.tokens.get(INSTALLATION_ID)) is not first
+    other_thread = []
+    thread = threading.Thread(target=lambda: other_thread.append(app._client(app.tokens.get(INSTALLATION_ID))))
+    thread.start()
+    thread.join()
+    assert other_thread[0] is not app._client(app.tokens.get(INSTALLATION_ID))   # PyGithub is not thread-safe
+
+
 def test_a_fresh_token_refused_again_is_retried_later_not_dead_lettered(emu, app):
     emu.faults.inject("expire_token", path_regex=r"^/repos/", times=2)
     with pytest.raises(TransientError, match="refused a freshly issued installation token") as raised:
