@@ -134,14 +134,16 @@ def main() -> int:
 
     from sqlalchemy import select
 
-    from gateway.config import Settings
     from gateway.store import Database, InboundMessage, Job
 
     overrides = {"GATEWAY_GITHUB_WRITE_LIMITS": "off"}
     if args.poll:
         overrides["GATEWAY_WORKER_POLL_SECONDS"] = args.poll
+    from gateway.runner import POLL_SECONDS, SQLITE_POLL_SECONDS
+
     poll_used = (f"{args.poll} s (GATEWAY_WORKER_POLL_SECONDS)" if args.poll else
-                 f"unset: Settings default {getattr(Settings(), 'worker_poll_seconds', '?')} s")
+                 f"unset: {POLL_SECONDS if args.database else SQLITE_POLL_SECONDS} s, the default on "
+                 f"{'PostgreSQL' if args.database else 'SQLite'} (jobs in the same process wake it at once)")
     load_before = c.machine()
     run_id = uuid.uuid4().hex[:8]
     with c.temp_dir("bench-latency-") as tmp:

@@ -47,7 +47,7 @@ def _int(name: str, value: str | None, default: int, minimum: int = 0, maximum: 
     return number
 
 
-def _float(name: str, value: str | None, default: float, minimum: float, maximum: float) -> float:
+def _float(name: str, value: str | None, default: float | None, minimum: float, maximum: float) -> float | None:
     if value is None or value.strip() == "":
         return default
     try:
@@ -116,7 +116,7 @@ class Settings:
     job_max_attempts: int = 8
     job_lease_seconds: float = 60.0
     job_backoff_cap_seconds: float = 3600.0
-    worker_poll_seconds: float = 1.0
+    worker_poll_seconds: float | None = None  # None: 0.1 s on SQLite (no cross-process wake-up), 1 s on PostgreSQL
     worker_threads: int = 2
     github_write_limits: tuple[tuple[int, float], ...] = ((80, 60.0), (500, 3600.0))
     github_timeout_seconds: float = 15.0
@@ -203,7 +203,7 @@ class Settings:
             job_backoff_cap_seconds=_float("GATEWAY_JOB_BACKOFF_CAP_SECONDS",
                                            get("GATEWAY_JOB_BACKOFF_CAP_SECONDS"), 3600.0, 1, 86400),
             worker_poll_seconds=_float("GATEWAY_WORKER_POLL_SECONDS", get("GATEWAY_WORKER_POLL_SECONDS"),
-                                       1.0, 0.01, 60),
+                                       None, 0.01, 60),
             worker_threads=_int("GATEWAY_WORKER_THREADS", get("GATEWAY_WORKER_THREADS"), 2, 1, 64),
             github_timeout_seconds=_float("GITHUB_TIMEOUT_SECONDS", get("GITHUB_TIMEOUT_SECONDS"), 15.0, 1, 300),
             github_write_limits=_write_limits("GATEWAY_GITHUB_WRITE_LIMITS", get("GATEWAY_GITHUB_WRITE_LIMITS")),

@@ -23,11 +23,15 @@ from gateway.web.app import create_app
 from inbound.server import Receiver, ReceiverOptions
 
 log = logging.getLogger("gateway")
+POLL_SECONDS = 1.0
+SQLITE_POLL_SECONDS = 0.1
 
 
 def make_worker(ctx: FlowContext, **kwargs) -> Worker:
     s = ctx.settings
-    options = {"lease": timedelta(seconds=s.job_lease_seconds), "poll_interval": s.worker_poll_seconds,
+    # Jobs committed by another process wake a PostgreSQL worker (NOTIFY); on SQLite it must look.
+    poll = s.worker_poll_seconds or (SQLITE_POLL_SECONDS if ctx.db.is_sqlite else POLL_SECONDS)
+    options = {"lease": timedelta(seconds=s.job_lease_seconds), "poll_interval": poll,
                "backoff_cap": s.job_backoff_cap_seconds, **kwargs}
     return Worker(ctx.db, job_kinds(ctx), clock=ctx.clock, **options)
 
