@@ -13,7 +13,6 @@ import math
 import os
 import re
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -75,6 +74,21 @@ def code_version() -> str:
 
 def database_label(url: str) -> str:
     return "postgresql (fresh schema)" if url.startswith("postgresql") else "sqlite (file, WAL)"
+
+
+def database_argument(parser) -> None:
+    parser.add_argument("--database", default="", help="PostgreSQL URL (default: an SQLite file)")
+
+
+def profile_arguments(parser, what: str = "the gateway") -> None:
+    parser.add_argument("--profile", metavar="FILE", help=f"py-spy {what} during the measured phase (collapsed stacks)")
+    parser.add_argument("--profile-gil", action="store_true", help="with --profile: only the thread holding the GIL")
+
+
+def rounds_arguments(parser, unit: str) -> None:
+    """Alternating bare/gateway rounds, each server warmed up first."""
+    parser.add_argument("--rounds", type=int, default=3, help="rounds per server, alternating (3)")
+    parser.add_argument("--warmup", type=int, default=20, help=f"{unit} sent to each server first, not counted")
 
 
 # -- /proc --------------------------------------------------------------------------------------
@@ -139,19 +153,7 @@ class MemorySampler:
 
 # -- child processes ----------------------------------------------------------------------------
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _accepts(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-            return True
-    except OSError:
-        return False
-
+from tests.support.processes import free_port, wait_listening  # noqa: E402  (ROOT is on sys.path now)
 
 class Child:
     """Any command as a child process (baselines); ready when its ports accept connections."""
@@ -171,17 +173,7 @@ class Child:
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(self.argv, env=self.env, cwd=self.cwd, stdout=log,
                                             stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + timeout
-        wanted = list(self.ports)
-        while wanted:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"{self.argv} exited with {self.process.returncode}:\n"
-                                   + self.log_path.read_text(errors="replace")[-3000:])
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{self.argv} not ready after {timeout} s")
-            wanted = [p for p in wanted if not _accepts(p)]
-            if wanted:
-                time.sleep(0.05)
+        wait_listening(self.process, self.ports, timeout=timeout, log_path=self.log_path, name=str(self.argv))
         return self
 
     def stop(self, timeout: float = 20.0) -> None:

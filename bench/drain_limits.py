@@ -32,7 +32,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import code_version, database_label, machine, print_rows, reply_messages, send_smtp, start_stack  # noqa: E402
+from _common import (code_version, database_argument, database_label, machine, print_rows,  # noqa: E402
+                     reply_messages, send_smtp, start_stack)
 
 GITHUB_LIMITS = ((80, 60.0), (500, 3600.0))
 
@@ -60,7 +61,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=4, help="GATEWAY_WORKER_THREADS of the gateway")
     parser.add_argument("--clients", type=int, default=4, help="concurrent SMTP clients")
     parser.add_argument("--prs", type=int, default=4, help="threads (pull requests) the replies go to")
-    parser.add_argument("--database", default="", help="PostgreSQL URL (default: an SQLite file)")
+    database_argument(parser)
     parser.add_argument("--timeout", type=float, default=600.0)
     args = parser.parse_args()
 

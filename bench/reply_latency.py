@@ -127,9 +127,8 @@ def main() -> int:
     parser.add_argument("--poll", default="", help="GATEWAY_WORKER_POLL_SECONDS for the gateway (default: unset)")
     parser.add_argument("--split", action="store_true", help="gateway smtp + gateway worker instead of serve")
     parser.add_argument("--timeout", type=float, default=60.0, help="wait this long after the last 250 (60 s)")
-    parser.add_argument("--database", default="", help="PostgreSQL URL (default: an SQLite file)")
-    parser.add_argument("--profile", metavar="FILE", help="py-spy the gateway process(es) while sending")
-    parser.add_argument("--profile-gil", action="store_true", help="with --profile: only the thread holding the GIL")
+    c.database_argument(parser)
+    c.profile_arguments(parser, "the gateway process(es)")
     args = parser.parse_args()
 
     from sqlalchemy import select

@@ -37,7 +37,7 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=1, help="rounds of N replies (1)")
     parser.add_argument("--interval", type=float, default=0.05, help="VmRSS sampling interval, s (0.05)")
     parser.add_argument("--drain-timeout", type=float, default=120.0, help="stop sampling the drain after (120 s)")
-    parser.add_argument("--database", default="", help="PostgreSQL URL (default: an SQLite file)")
+    c.database_argument(parser)
     args = parser.parse_args()
 
     import requests

@@ -39,14 +39,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("-n", "--messages", type=int, default=500, help="messages per round and server (500)")
     parser.add_argument("-c", "--clients", type=int, default=4, help="concurrent SMTP connections (4)")
-    parser.add_argument("--rounds", type=int, default=3, help="rounds per server, alternating (3)")
-    parser.add_argument("--warmup", type=int, default=20, help="messages sent to each server first, not counted")
+    c.rounds_arguments(parser, "messages")
     parser.add_argument("--command", choices=("smtp", "serve"), default="smtp",
                         help="gateway process under test (default smtp: the receiver alone)")
     parser.add_argument("--processes", type=int, default=1, help="with --command smtp: receiver processes (1)")
-    parser.add_argument("--database", default="", help="PostgreSQL URL (default: an SQLite file)")
-    parser.add_argument("--profile", metavar="FILE", help="py-spy the gateway during the rounds (collapsed stacks)")
-    parser.add_argument("--profile-gil", action="store_true", help="with --profile: only the thread holding the GIL")
+    c.database_argument(parser)
+    c.profile_arguments(parser)
     args = parser.parse_args()
 
     from sqlalchemy import func, select

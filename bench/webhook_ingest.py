@@ -130,13 +130,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("-n", "--requests", type=int, default=1000, help="deliveries per round and server (1000)")
     parser.add_argument("-c", "--clients", type=int, default=4, help="concurrent client connections (4)")
-    parser.add_argument("--rounds", type=int, default=3, help="rounds per server, alternating (3)")
-    parser.add_argument("--warmup", type=int, default=20, help="requests sent to each server first, not counted")
+    c.rounds_arguments(parser, "requests")
     parser.add_argument("--web-workers", type=int, default=2, help="gunicorn workers for both (2, gateway web's default)")
     parser.add_argument("--server", choices=("gunicorn", "werkzeug"), default="gunicorn")
-    parser.add_argument("--database", default="", help="PostgreSQL URL (default: an SQLite file)")
-    parser.add_argument("--profile", metavar="FILE", help="py-spy the gateway (and its gunicorn workers) during the rounds")
-    parser.add_argument("--profile-gil", action="store_true", help="with --profile: only the thread holding the GIL")
+    c.database_argument(parser)
+    c.profile_arguments(parser, "the gateway (and its gunicorn workers)")
     args = parser.parse_args()
 
     from sqlalchemy import func, select

@@ -19,6 +19,14 @@ class ApiError(Exception):
         self.status, self.message, self.fields, self.headers = status, message, fields, headers or {}
 
 
+def query_limit(args, default: int = 50, most: int = 500) -> int:
+    """``?limit=`` of a list call, clamped to 1..most; 422 if it is not a number."""
+    try:
+        return min(max(int(args.get("limit", default)), 1), most)
+    except ValueError:
+        raise ApiError(422, "invalid query", {"limit": "must be a whole number"}) from None
+
+
 def error_response(status: int, message: str, fields: dict[str, str] | None = None, headers=None):
     body = {"error": {"status": status, "message": message}}
     if fields:

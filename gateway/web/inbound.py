@@ -10,7 +10,7 @@ from flask import Blueprint, current_app, jsonify, request
 from gateway.flows.operator import inbound_messages
 from gateway.flows.reply import ReplyPipeline
 from gateway.web.auth import require_api_token
-from gateway.web.errors import ApiError
+from gateway.web.errors import ApiError, query_limit
 from inbound.handler import TOO_BIG, Decision, Envelope
 
 bp = Blueprint("inbound", __name__)
@@ -78,10 +78,7 @@ def inbound_raw():
 def list_inbound():
     ctx = current_app.config["GATEWAY"]
     verdict, thread = request.args.get("verdict"), request.args.get("thread")
-    try:
-        limit = min(max(int(request.args.get("limit", 50)), 1), 500)
-    except ValueError:
-        raise ApiError(422, "invalid query", {"limit": "must be a whole number"}) from None
+    limit = query_limit(request.args)
     if verdict is not None and verdict not in VERDICTS:
         raise ApiError(422, "invalid query", {"verdict": f"must be one of {', '.join(VERDICTS)}"})
     return jsonify({"messages": inbound_messages(ctx, verdict=verdict, thread=thread, limit=limit)})

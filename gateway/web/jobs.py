@@ -5,7 +5,7 @@ from flask import Blueprint, current_app, jsonify, request
 
 from gateway.flows.operator import JOB_STATUSES, get_job, list_jobs, retry_job
 from gateway.web.auth import require_api_token
-from gateway.web.errors import ApiError
+from gateway.web.errors import ApiError, query_limit
 
 bp = Blueprint("jobs", __name__, url_prefix="/api/jobs")
 
@@ -14,10 +14,7 @@ bp = Blueprint("jobs", __name__, url_prefix="/api/jobs")
 @require_api_token
 def list_():
     status, kind = request.args.get("status"), request.args.get("kind")
-    try:
-        limit = min(max(int(request.args.get("limit", 50)), 1), 500)
-    except ValueError:
-        raise ApiError(422, "invalid query", {"limit": "must be a whole number"}) from None
+    limit = query_limit(request.args)
     if status is not None and status not in JOB_STATUSES:
         raise ApiError(422, "invalid query", {"status": f"must be one of {', '.join(JOB_STATUSES)}"})
     return jsonify({"jobs": list_jobs(current_app.config["GATEWAY"], status=status, kind=kind, limit=limit)})

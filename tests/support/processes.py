@@ -102,17 +102,8 @@ class GatewayProcess:
 
     def _wait_ready(self, timeout: float) -> None:
         """Until every port this command listens on answers (a worker has none: it is ready at once)."""
-        deadline = time.monotonic() + timeout
-        wanted = self._listening_ports()
-        while wanted:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"gateway {' '.join(self.command)} exited with {self.process.returncode}:\n"
-                                   + self.log_path.read_text(errors="replace")[-3000:])
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"gateway {' '.join(self.command)} not ready after {timeout} s")
-            wanted = [port for port in wanted if not _accepts(port)]
-            if wanted:
-                time.sleep(0.05)
+        wait_listening(self.process, self._listening_ports(), timeout=timeout, log_path=self.log_path,
+                       name=f"gateway {' '.join(self.command)}")
 
     def _listening_ports(self) -> list[int]:
         name = self.command[0]
@@ -152,6 +143,22 @@ class GatewayProcess:
         headers = {"Authorization": f"Bearer {API_TOKEN}", **kwargs.pop("headers", {})}
         return requests.request(method, f"http://127.0.0.1:{self.http_port}{path}", headers=headers,
                                 timeout=kwargs.pop("timeout", 10), **kwargs)
+
+
+def wait_listening(process: subprocess.Popen, ports: list[int], *, timeout: float, log_path: Path,
+                   name: str) -> None:
+    """Until every port accepts a connection; the child's log tail if it exits first."""
+    deadline = time.monotonic() + timeout
+    wanted = list(ports)
+    while wanted:
+        if process.poll() is not None:
+            raise RuntimeError(f"{name} exited with {process.returncode}:\n"
+                               + log_path.read_text(errors="replace")[-3000:])
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{name} not ready after {timeout} s")
+        wanted = [port for port in wanted if not _accepts(port)]
+        if wanted:
+            time.sleep(0.05)
 
 
 def _accepts(port: int) -> bool:
