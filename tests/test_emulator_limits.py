@@ -13,18 +13,18 @@ import subprocess
 import sys
 import threading
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 import requests
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 from github import Auth, Github, GithubIntegration
 from github.GithubException import RateLimitExceededException
 
 from github_app.emulator import GitHubEmulator
 from github_app.emulator.faults import RATE_DOCS
 from github_app.emulator.limits import parse_limits
+from tests.support.github import SettableClock, app_key_pair
 
 APP_ID = 12345
 INSTALLATION = 4242
@@ -33,34 +33,19 @@ FAST = dict(timeout=5, retry=0, seconds_between_requests=0, seconds_between_writ
 SECONDARY = "You have exceeded a secondary rate limit"
 
 
-@pytest.fixture(scope="module")
-def app_key() -> tuple[str, bytes]:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                serialization.NoEncryption()).decode()
-    public = key.public_key().public_bytes(serialization.Encoding.PEM,
-                                           serialization.PublicFormat.SubjectPublicKeyInfo)
-    return private, public
-
-
-class Clock:
-    """Real time plus an offset tests can advance."""
-
-    def __init__(self) -> None:
-        self.offset = 0.0
-
-    def __call__(self) -> float:
-        return time.time() + self.offset
+@pytest.fixture
+def app_key() -> tuple[str, str]:
+    return app_key_pair()
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
+def clock() -> SettableClock:
+    return SettableClock()
 
 
 @pytest.fixture
 def emu(app_key, clock):
-    emulator = GitHubEmulator(app_id=APP_ID, app_public_key_pem=app_key[1], clock=clock)
+    emulator = GitHubEmulator(app_id=APP_ID, app_public_key_pem=app_key[1], clock=clock.time)
     emulator.start()
     emulator.add_repo(REPO)
     emulator.add_installation(INSTALLATION, "octo-org", [REPO])
@@ -157,9 +142,9 @@ def test_hourly_window_follows_the_emulator_clock(emu, api, clock):
     emu.set_content_limits(((100, 60.0), (4, 3600.0)))
     assert [comment(emu, api).status_code for _ in range(4)] == [201] * 4
     assert 3595 <= assert_secondary(comment(emu, api)) <= 3600
-    clock.offset += 61                  # the minute window is empty, the hour still full
+    clock.advance(timedelta(seconds=61))        # the minute window is empty, the hour still full
     assert 3530 <= assert_secondary(comment(emu, api)) <= 3540
-    clock.offset += 3600 - 61
+    clock.advance(timedelta(seconds=3600 - 61))
     assert comment(emu, api, "an hour later").status_code == 201
     assert len(emu.comments(REPO, 1)) == 5 and emu.limit_hits_for(INSTALLATION) == 2
     writes = emu.content_writes(INSTALLATION)
