@@ -24,11 +24,13 @@ import os
 import random
 import socket
 import threading
+import weakref
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Callable
 
 from sqlalchemy import event, insert, or_, select, text, update
+from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from gateway.errors import Deferred, PermanentError, TransientError
@@ -106,11 +108,20 @@ class JobBell:
 
 _bells: dict[str, JobBell] = {}
 _bells_lock = threading.Lock()
+_engine_urls: weakref.WeakKeyDictionary[Engine, str] = weakref.WeakKeyDictionary()
 
 
-def bell_for(db_or_url: Database | str) -> JobBell:
+def _url_of(engine: Engine) -> str:
+    """The engine's whole URL, which every Database on the same database shares; rendered once."""
+    url = _engine_urls.get(engine)
+    if url is None:
+        url = _engine_urls[engine] = engine.url.render_as_string(hide_password=False)
+    return url
+
+
+def bell_for(db: Database | Engine) -> JobBell:
     """The bell shared by every Database object on the same URL in this process."""
-    url = db_or_url if isinstance(db_or_url, str) else db_or_url.engine.url.render_as_string(hide_password=False)
+    url = _url_of(db.engine)  # a Database's engine, or the engine itself (Engine.engine is itself)
     with _bells_lock:
         return _bells.setdefault(url, JobBell())
 
@@ -137,7 +148,7 @@ def _ring_on_commit(session: Session) -> None:
     if session.info.get("gateway_bell") is not None:
         return
     bind = session.get_bind()
-    session.info["gateway_bell"] = bell_for(bind.url.render_as_string(hide_password=False))
+    session.info["gateway_bell"] = bell_for(bind)
     if bind.dialect.name == "postgresql":  # delivered to LISTENers on commit, dropped on rollback
         session.execute(text("SELECT pg_notify(:channel, '')"), {"channel": NOTIFY_CHANNEL})
 
@@ -196,7 +207,7 @@ _listeners: dict[str, PostgresListener] = {}
 def listen_for_jobs(db: Database) -> JobBell:
     """This process's bell for ``db``, rung by other processes too when ``db`` is PostgreSQL."""
     bell = bell_for(db)
-    url = db.engine.url.render_as_string(hide_password=False)
+    url = _url_of(db.engine)
     if db.engine.dialect.name == "postgresql":
         with _bells_lock:
             if url not in _listeners:
