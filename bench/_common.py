@@ -153,7 +153,7 @@ class MemorySampler:
 
 # -- child processes ----------------------------------------------------------------------------
 
-from tests.support.processes import free_port, wait_listening  # noqa: E402  (ROOT is on sys.path now)
+from tests.support.processes import free_port, stop_process, wait_listening  # noqa: E402  (ROOT is on sys.path now)
 
 class Child:
     """Any command as a child process (baselines); ready when its ports accept connections."""
@@ -177,13 +177,8 @@ class Child:
         return self
 
     def stop(self, timeout: float = 20.0) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
+        if self.process is not None:
+            stop_process(self.process, timeout)
 
 
 def bare_smtp(tmp: Path) -> Child:
@@ -348,6 +343,20 @@ def send_smtp(port: int, raws: list[bytes], to: str, clients: int, *, mail_from:
                     if code != 250:
                         smtp.rset()
 
+    timing = run_clients(client, n, clients, server_pid)
+    return SmtpRun(latencies, refused, timing.wall, timing.client_cpu, timing.server_cpu, timing.server_sys)
+
+
+@dataclass
+class ClientTiming:
+    wall: float
+    client_cpu: float  # CPU seconds of this whole process during the run
+    server_cpu: float | None  # of the server process and its children
+    server_sys: float | None  # of which in the kernel
+
+
+def run_clients(client, n: int, clients: int, server_pid: int | None) -> ClientTiming:
+    """``client(indices)`` in ``clients`` threads, items 0..n-1 dealt round-robin; wall and CPU of the run."""
     threads = [threading.Thread(target=client, args=(list(range(k, n, clients)),)) for k in range(clients)]
     cpu0 = time.process_time()
     server0 = (cpu_seconds(server_pid), cpu_seconds(server_pid, system_only=True)) if server_pid else None
@@ -357,12 +366,10 @@ def send_smtp(port: int, raws: list[bytes], to: str, clients: int, *, mail_from:
     for t in threads:
         t.join()
     wall = time.perf_counter() - began
-    if server_pid:
-        server_cpu = cpu_seconds(server_pid) - server0[0]
-        server_sys = cpu_seconds(server_pid, system_only=True) - server0[1]
-    else:
-        server_cpu = server_sys = None
-    return SmtpRun(latencies, refused, wall, time.process_time() - cpu0, server_cpu, server_sys)
+    if server0 is None:
+        return ClientTiming(wall, time.process_time() - cpu0, None, None)
+    return ClientTiming(wall, time.process_time() - cpu0, cpu_seconds(server_pid) - server0[0],
+                        cpu_seconds(server_pid, system_only=True) - server0[1])
 
 
 # -- profiling ----------------------------------------------------------------------------------

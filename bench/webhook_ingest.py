@@ -112,18 +112,9 @@ def post_all(port: int, requests_: list[tuple[bytes, dict]], clients: int, serve
                     failed.append(str(status))
         conn.close()
 
-    threads = [threading.Thread(target=client, args=(list(range(k, len(requests_), clients)),))
-               for k in range(clients)]
-    cpu0, server0 = time.process_time(), c.cpu_seconds(server_pid)
-    sys0 = c.cpu_seconds(server_pid, system_only=True)
-    began = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    wall = time.perf_counter() - began
-    return HttpRun(latencies, failed, wall, time.process_time() - cpu0, c.cpu_seconds(server_pid) - server0,
-                   c.cpu_seconds(server_pid, system_only=True) - sys0, opened[0])
+    timing = c.run_clients(client, len(requests_), clients, server_pid)
+    return HttpRun(latencies, failed, timing.wall, timing.client_cpu, timing.server_cpu, timing.server_sys,
+                   opened[0])
 
 
 def main() -> int:

@@ -121,16 +121,7 @@ class GatewayProcess:
             self.process.wait(timeout=10)
 
     def stop(self, timeout: float = 30.0) -> int | None:
-        if self.process is None:
-            return None
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
-        return self.process.returncode
+        return stop_process(self.process, timeout) if self.process is not None else None
 
     def rss_bytes(self) -> int:
         """Resident memory of the process now (Linux /proc)."""
@@ -143,6 +134,18 @@ class GatewayProcess:
         headers = {"Authorization": f"Bearer {API_TOKEN}", **kwargs.pop("headers", {})}
         return requests.request(method, f"http://127.0.0.1:{self.http_port}{path}", headers=headers,
                                 timeout=kwargs.pop("timeout", 10), **kwargs)
+
+
+def stop_process(process: subprocess.Popen, timeout: float = 30.0) -> int:
+    """SIGTERM, then SIGKILL after ``timeout``; the exit status."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+    return process.returncode
 
 
 def wait_listening(process: subprocess.Popen, ports: list[int], *, timeout: float, log_path: Path,
