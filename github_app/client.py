@@ -224,21 +224,18 @@ class GitHubApp:
         One per thread (PyGithub is not thread-safe) and per token: a refreshed token gets a new
         client and the old one is closed.
         """
-        clients = self._clients.__dict__
-        current = clients.get("client")
-        if current is not None and clients.get("token") == token:
-            return current
-        if current is not None:
-            current.close()
-        client = Github(auth=Auth.Token(token), base_url=self.api_url, timeout=pygithub_timeout(self.timeout),
-                        retry=None, seconds_between_requests=None, seconds_between_writes=None, lazy=True)
-        clients.update(client=client, token=token)
-        return client
+        mine = self._clients
+        if getattr(mine, "token", None) == token:
+            return mine.client
+        self._drop_client()
+        mine.client = Github(auth=Auth.Token(token), base_url=self.api_url, timeout=pygithub_timeout(self.timeout),
+                             retry=None, seconds_between_requests=None, seconds_between_writes=None, lazy=True)
+        mine.token = token
+        return mine.client
 
     def _drop_client(self) -> None:
-        clients = self._clients.__dict__
-        client = clients.pop("client", None)
-        clients.pop("token", None)
+        client = getattr(self._clients, "client", None)
+        self._clients.client = self._clients.token = None
         if client is not None:
             client.close()
 

@@ -72,7 +72,7 @@ class ReplyPipeline:
 
     def _thread_problem(self, thread_id: str) -> str | None:
         with self.ctx.db.read_session() as session:
-            return _thread_problem(session.connection().execute(_THREAD_STATE, {"thread_id": thread_id}).first(),
+            return _why_refused(session.connection().execute(_THREAD_STATE, {"thread_id": thread_id}).first(),
                                    thread_id)
 
     # -- DATA ----------------------------------------------------------------
@@ -123,7 +123,7 @@ class ReplyPipeline:
         with self.ctx.db.session() as session:
             db = session.connection()
             thread = db.execute(_THREAD_STATE, {"thread_id": thread_id}).first()
-            if (problem := _thread_problem(thread, thread_id)) is not None:
+            if (problem := _why_refused(thread, thread_id)) is not None:
                 return UNKNOWN_RECIPIENT.because(problem)
             participants = db.execute(_PARTICIPANTS, {"thread_id": thread_id}).scalars().all()
             if automated := rules.classify_automated(message, envelope.mail_from):
@@ -159,7 +159,7 @@ _ALREADY_RECEIVED = select(InboundMessage.id).where(
 _RECORD_INBOUND = insert(InboundMessage).returning(InboundMessage.id)
 
 
-def _thread_problem(thread, thread_id: str) -> str | None:
+def _why_refused(thread, thread_id: str) -> str | None:
     """Why a reply to this thread (a Thread, or a row of _THREAD_STATE) is refused; None if it is not."""
     if thread is None:
         return f"thread {thread_id} does not exist"
