@@ -141,7 +141,20 @@ def enqueue(session: Session, kind: str, payload: dict[str, Any], *, installatio
     return job_id
 
 
+def enqueue_many(session: Session, kind: str, jobs: list[tuple[dict[str, Any], int | None]], *,
+                 max_attempts: int = 8) -> list[int]:
+    """Add jobs of one kind, (payload, installation id) each, in one statement; their ids in order."""
+    now = utcnow()
+    job_ids = session.connection().execute(_INSERT_JOBS, [{
+        "kind": kind, "payload": json.dumps(payload, sort_keys=True), "installation_id": installation_id,
+        "run_after": now, "max_attempts": max_attempts, "status": "queued", "attempts": 0,
+        "created_at": now, "updated_at": now} for payload, installation_id in jobs]).scalars().all()
+    _ring_on_commit(session)
+    return list(job_ids)
+
+
 _INSERT_JOB = insert(Job).returning(Job.id)
+_INSERT_JOBS = insert(Job).returning(Job.id, sort_by_parameter_order=True)
 
 
 def _ring_on_commit(session: Session) -> None:

@@ -64,6 +64,8 @@ def decode_text(data: bytes, charset: str | None) -> str:
 def decode_header_value(value: object) -> str:
     """Decode one raw header value (RFC 2047 words, raw 8-bit) and unfold it."""
     text = unfold(str(value))
+    if "=?" not in text:  # no encoded word: decode_header would hand the text back as it is
+        return raw_text(text).strip()
     try:
         chunks = email.header.decode_header(text)
     except Exception:
@@ -88,13 +90,16 @@ def unfold(value: str) -> str:
 
 def raw_text(text: str) -> str:
     """Text that may carry raw 8-bit bytes as surrogate escapes, decoded."""
-    if not any("\udc80" <= ch <= "\udcff" for ch in text):
+    if text.isascii() or not _ESCAPED_BYTE.search(text):
         return text
     data = text.encode("utf-8", "surrogateescape")
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError:
         return decode_text(data, "windows-1252")
+
+
+_ESCAPED_BYTE = re.compile("[\udc80-\udcff]")
 
 
 def _codec_name(charset: str | None) -> str | None:

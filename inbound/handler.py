@@ -78,26 +78,36 @@ class Envelope:
 
 
 class Pipeline(Protocol):
-    """What the receiver needs from the reply flow.  Both calls may block (database)."""
+    """What the receiver needs from the reply flow."""
+
+    def check_recipient_quickly(self, address: str) -> Decision | None:
+        """At ``RCPT TO``, without blocking: the answer, or None if it needs ``check_recipient``."""
 
     def check_recipient(self, address: str) -> Decision:
-        """At ``RCPT TO``: is this a valid reply address?"""
+        """At ``RCPT TO``: is this a valid reply address?  May block (database)."""
 
-    def deliver(self, envelope: Envelope) -> Decision:
-        """At the end of DATA: decide, and store raw + queue in one transaction.
+    def deliver_many(self, envelopes: list[Envelope]) -> list[Decision]:
+        """At the end of DATA: decide each, and store raw + queue, all in one transaction.
 
-        Return TRY_LATER (or raise) if it could not be stored.
+        One decision per envelope, in order; TRY_LATER (or raise) if they could not be
+        stored.  May block (database).
         """
 
 
 class GatewayHandler:
     """aiosmtpd handler; each ``handle_*`` returns the SMTP reply line."""
 
-    def __init__(self, pipeline: Pipeline, *, max_recipients: int = 10, executor: Executor | None = None):
+    def __init__(self, pipeline: Pipeline, *, max_recipients: int = 10, executor: Executor | None = None,
+                 max_batch: int = 64):
         self.pipeline = pipeline
         self.max_recipients = max_recipients
         self.executor = executor
-        self.in_flight = 0  # pipeline calls running; read by Receiver.stop to drain
+        self.max_batch = max_batch
+        self.in_flight = 0  # pipeline calls running or waiting; read by Receiver.stop to drain
+        # DATA transactions waiting for the pipeline; one batch is stored at a time (group commit).
+        self._waiting: list[tuple[Envelope, asyncio.Future]] = []
+        self._storing = False
+        self._store_task: asyncio.Future | None = None
 
     async def handle_PROXY(self, server: Any, session: Any, envelope: Any, proxy_data: Any) -> bool:
         """Accept a well-formed PROXY header; a malformed one closes the connection."""
@@ -129,7 +139,9 @@ class GatewayHandler:
         if len(envelope.rcpt_tos) >= self.max_recipients:
             decision = TOO_MANY_RECIPIENTS.because(f"more than {self.max_recipients} recipients")
         else:
-            decision = await self._call("check_recipient", self.pipeline.check_recipient, address)
+            decision = self._quick_recipient_check(address)
+            if decision is None:
+                decision = await self._call("check_recipient", self.pipeline.check_recipient, address)
         _log_decision("RCPT", peer, mail_from, (address,), decision)
         if decision.accepted:
             envelope.rcpt_tos.append(address)
@@ -147,7 +159,7 @@ class GatewayHandler:
             peer=_peer_of(session),
             helo=session.host_name,
         )
-        decision = await self._call("deliver", self.pipeline.deliver, ours)
+        decision = await self._deliver(ours)
         _log_decision("DATA", ours.peer, ours.mail_from, ours.rcpt_tos, decision, size=len(ours.content))
         return decision.smtp()
 
@@ -156,20 +168,63 @@ class GatewayHandler:
         log.error("SMTP session error: %s", error, exc_info=error)
         return TRY_LATER.smtp()
 
-    async def _call(self, name: str, function: Callable[[T], Decision], argument: T) -> Decision:
+    def _quick_recipient_check(self, address: str) -> Decision | None:
+        try:
+            return self.pipeline.check_recipient_quickly(address)
+        except Exception:
+            log.exception("pipeline.check_recipient_quickly failed")
+            return None  # the full check decides
+
+    async def _deliver(self, envelope: Envelope) -> Decision:
+        """Wait for this message's decision; messages that arrive while a batch is being stored
+        go into the next batch, so concurrent transactions share one commit."""
+        future = asyncio.get_running_loop().create_future()
+        self._waiting.append((envelope, future))
+        self.in_flight += 1
+        try:
+            if not self._storing:
+                self._storing = True
+                self._store_task = asyncio.ensure_future(self._store_waiting())  # referenced: not collected
+            return await asyncio.shield(future)  # a client that goes away must not cancel the others' batch
+        finally:
+            self.in_flight -= 1
+
+    async def _store_waiting(self) -> None:
+        try:
+            while self._waiting:
+                batch, self._waiting = self._waiting[:self.max_batch], self._waiting[self.max_batch:]
+                decisions = await self._call_many([envelope for envelope, _ in batch])
+                for (_, future), decision in zip(batch, decisions):
+                    if not future.done():
+                        future.set_result(decision)
+        finally:
+            self._storing = False
+
+    async def _call_many(self, envelopes: list[Envelope]) -> list[Decision]:
+        decisions = await self._call("deliver_many", self.pipeline.deliver_many, envelopes, many=len(envelopes))
+        if isinstance(decisions, Decision):  # the call failed: the same answer for each
+            return [decisions] * len(envelopes)
+        return decisions
+
+    async def _call(self, name: str, function: Callable[[T], Any], argument: T, *,
+                    many: int | None = None) -> Any:
+        """Run a pipeline call in a thread: its Decision (a list of ``many``), or TRY_LATER if it failed."""
         loop = asyncio.get_running_loop()
         self.in_flight += 1
         try:
-            decision = await loop.run_in_executor(self.executor, function, argument)
+            result = await loop.run_in_executor(self.executor, function, argument)
         except Exception as error:
             log.exception("pipeline.%s failed", name)
             return TRY_LATER.because(f"pipeline.{name} raised {type(error).__name__}: {error}")
         finally:
             self.in_flight -= 1
-        if not isinstance(decision, Decision):
-            log.error("pipeline.%s returned %r, not a Decision", name, decision)
-            return TRY_LATER.because(f"pipeline.{name} returned {type(decision).__name__}")
-        return decision
+        valid = (isinstance(result, list) and len(result) == many and all(isinstance(d, Decision) for d in result)
+                 if many is not None else isinstance(result, Decision))
+        if not valid:
+            log.error("pipeline.%s returned %r, not %s", name, result,
+                      f"{many} Decisions" if many is not None else "a Decision")
+            return TRY_LATER.because(f"pipeline.{name} returned {type(result).__name__}")
+        return result
 
 
 def peer_address(session: Any) -> str:
@@ -192,7 +247,10 @@ def _sender_of(envelope: Any) -> str:
 
 
 def _log_decision(stage: str, peer: str, mail_from: str, rcpts: tuple[str, ...], decision: Decision, **extra: Any) -> None:
-    level = logging.INFO if decision.accepted else logging.WARNING
+    # An accepted message is logged once, by the flow that records it (with its id); refusals here.
+    level = logging.DEBUG if decision.accepted else logging.WARNING
+    if not log.isEnabledFor(level):
+        return
     details = "".join(f" {k}={v}" for k, v in extra.items())
     log.log(
         level,

@@ -3,15 +3,18 @@
 At the SMTP edge (ReplyPipeline, called by inbound.handler and POST /inbound/raw):
   RCPT TO  the address's token names a live thread, or it is the bare reply
            mailbox (the Message-ID token decides at DATA)     else 550 5.1.1
-  DATA     find the thread from the recipient or the signed Message-ID
+           (a thread found live is remembered for 5 s; DATA reads it again)
+  DATA     read the headers only; find the thread from the recipient or the signed Message-ID
            automated mail (auto-reply, bounce)      → recorded, 250, never answered
            sender not a participant                 → recorded, 550 5.7.1
            DMARC fail from the trusted verifier     → recorded, 550 5.7.1
            Message-ID already taken for this thread → recorded as duplicate, 250
            otherwise store raw + queue process_reply in one transaction → 250
            (a failed write → 451 4.3.0; the client retries)
+           Messages that arrive together are recorded in one transaction (one commit).
 The job (process_reply):
-  parse → extract the new text (plain part, else HTML) → nothing new? verdict
+  parse the whole message → machine-sent after all (a delivery-status part)? verdict, no answer
+  → extract the new text (plain part, else HTML) → nothing new? verdict
   `empty` and a receipt saying so → post the comment with its marker
   (idempotent) → verdict `posted` and a receipt with the link, one transaction.
 A failure after the 250 is retried, then the message is marked `failed`; it stays stored.
@@ -19,7 +22,8 @@ A failure after the 250 is retried, then the message is marked `failed`; it stay
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 
 from sqlalchemy import bindparam, insert, select
 
@@ -27,14 +31,14 @@ from gateway.flows import comment
 from gateway.flows.context import FlowContext
 from gateway.flows.mail import queue_thread_mail
 from gateway.flows.unsubscribe import unsubscribe
-from gateway.queue import ClaimedJob, JobKind, enqueue
+from gateway.queue import ClaimedJob, JobKind, enqueue_many
 from gateway.signing import REPLY_LOCAL, TokenInvalid
 from gateway.store import InboundMessage, Participant, Thread, utcnow
 from inbound import rules
-from inbound.handler import (ACCEPTED, DMARC_FAIL, NOT_PARTICIPANT, RECIPIENT_OK, UNKNOWN_RECIPIENT, Decision,
-                             Envelope)
+from inbound.handler import (ACCEPTED, DMARC_FAIL, NOT_PARTICIPANT, RECIPIENT_OK, TRY_LATER, UNKNOWN_RECIPIENT,
+                             Decision, Envelope)
 from inbound.html_reply import extract_reply_from_html
-from inbound.parse import ParsedMessage, parse_message
+from inbound.parse import ParsedMessage, parse_headers, parse_message
 from inbound.reply import extract_reply
 from outbound.compose import receipt_content
 
@@ -49,10 +53,37 @@ class ReplyPipeline:
     def __init__(self, ctx: FlowContext, channel: str = "smtp"):
         self.ctx = ctx
         self.channel = channel
+        self._live_until: dict[str, float] = {}  # thread id -> monotonic time its "live" answer expires
 
     # -- RCPT TO ------------------------------------------------------------
 
     def check_recipient(self, address: str) -> Decision:
+        answer = self._recipient(address)
+        if isinstance(answer, Decision):
+            return answer
+        if self._recently_live(answer):
+            return RECIPIENT_OK
+        with self.ctx.db.read_session() as session:
+            thread = session.connection().execute(_THREAD_STATES, {"ids": [answer]}).first()
+        if (problem := _why_refused(thread, answer)) is not None:
+            return UNKNOWN_RECIPIENT.because(problem)
+        if len(self._live_until) >= LIVE_THREADS_REMEMBERED:
+            self._live_until.clear()
+        self._live_until[answer] = time.monotonic() + LIVE_THREAD_SECONDS
+        return RECIPIENT_OK
+
+    def check_recipient_quickly(self, address: str) -> Decision | None:
+        """The answer when no database read is needed (bad signature, thread seen live just now), else None.
+
+        The receiver calls this on its event loop and only sends the rest to a thread.
+        """
+        answer = self._recipient(address)
+        if isinstance(answer, Decision):
+            return answer
+        return RECIPIENT_OK if self._recently_live(answer) else None
+
+    def _recipient(self, address: str) -> Decision | str:
+        """A final answer from the address alone, or the thread id whose state decides."""
         local, _, domain = address.strip().strip("<>").rpartition("@")
         local = local.lower()
         if domain.lower() == self.ctx.settings.reply_domain and local == REPLY_LOCAL:
@@ -63,22 +94,47 @@ class ReplyPipeline:
                     return UNKNOWN_RECIPIENT.because(f"unsubscribe address at foreign domain {domain!r}")
                 self.ctx.tokens.verify_unsubscribe(local.split("+", 1)[1])
                 return RECIPIENT_OK
-            thread_id = self.ctx.tokens.verify_address(address)
+            return self.ctx.tokens.verify_address(address)
         except TokenInvalid as exc:
             return UNKNOWN_RECIPIENT.because(str(exc))
-        if (problem := self._thread_problem(thread_id)) is not None:
-            return UNKNOWN_RECIPIENT.because(problem)
-        return RECIPIENT_OK
 
-    def _thread_problem(self, thread_id: str) -> str | None:
-        with self.ctx.db.read_session() as session:
-            return _why_refused(session.connection().execute(_THREAD_STATE, {"thread_id": thread_id}).first(),
-                                   thread_id)
+    def _recently_live(self, thread_id: str) -> bool:
+        until = self._live_until.get(thread_id)
+        return until is not None and time.monotonic() < until
 
     # -- DATA ----------------------------------------------------------------
 
     def deliver(self, envelope: Envelope) -> Decision:
-        message = parse_message(envelope.content)
+        return self.deliver_many([envelope])[0]
+
+    def deliver_many(self, envelopes: list[Envelope]) -> list[Decision]:
+        """Decide every message, and record them all in one transaction (one commit, one fsync).
+
+        The receiver hands over the messages that arrived while the previous batch was being
+        written. If the batch fails, each message is tried alone, so one cannot fail the others.
+        """
+        mails = [self._prepare(envelope) for envelope in envelopes]
+        pending = [mail for mail in mails if isinstance(mail, _Mail)]
+        try:
+            recorded = self._store(pending) if pending else []
+        except Exception:
+            if len(pending) < 2:
+                raise
+            log.exception("recording %d messages together failed; recording each alone", len(pending))
+            recorded = [self._record_alone(mail) for mail in pending]
+        answers = iter(recorded)
+        return [mail if isinstance(mail, Decision) else next(answers) for mail in mails]
+
+    def _record_alone(self, mail: "_Mail") -> Decision:
+        try:
+            return self._store([mail])[0]
+        except Exception as error:
+            log.exception("recording a message from %s failed", mail.envelope.peer)
+            return TRY_LATER.because(f"recording failed: {type(error).__name__}")
+
+    def _prepare(self, envelope: Envelope) -> "Decision | _Mail":
+        """Unsubscribe requests, and the threads a reply belongs to, from its envelope and headers."""
+        message = parse_headers(envelope.content)  # the body is read by the job, not while the client waits
         unsubscribes = [r for r in envelope.rcpt_tos if r.lower().startswith(UNSUBSCRIBE_LOCAL + "+")]
         for address in unsubscribes:
             unsubscribe(self.ctx, address.split("@")[0].split("+", 1)[1])
@@ -88,9 +144,7 @@ class ReplyPipeline:
         thread_ids = self._threads_of(replies, message)
         if not thread_ids:
             return UNKNOWN_RECIPIENT.because("no valid token in the recipient or In-Reply-To/References")
-        decisions = [self._deliver_to_thread(thread_id, envelope, message) for thread_id in thread_ids]
-        accepted = [d for d in decisions if d.accepted]
-        return accepted[0] if accepted else decisions[0]
+        return _Mail(envelope, message, tuple(thread_ids))
 
     def _threads_of(self, recipients: list[str], message: ParsedMessage) -> list[str]:
         found: list[str] = []
@@ -115,52 +169,103 @@ class ReplyPipeline:
                 log.info("X-Gateway headers refused: %s", exc)
         return list(dict.fromkeys(found))  # unknown or revoked threads are refused when delivering
 
-    def _deliver_to_thread(self, thread_id: str, envelope: Envelope, message: ParsedMessage) -> Decision:
-        """Decide and record in one transaction, while the client waits: Core statements built once
-        (below), so a mail costs their execution, not the ORM's unit of work or statement building."""
+    def _store(self, mails: list["_Mail"]) -> list[Decision]:
+        """Decide and record in one transaction, while the clients wait: Core statements built once
+        (below), a few per batch rather than per message."""
         settings = self.ctx.settings
-        verdict, reason, decision = "queued", None, ACCEPTED
+        thread_ids = list({thread_id for mail in mails for thread_id in mail.thread_ids})
+        message_ids = list({mail.message.message_id for mail in mails if mail.message.message_id})
         with self.ctx.db.session() as session:
             db = session.connection()
-            thread = db.execute(_THREAD_STATE, {"thread_id": thread_id}).first()
-            if (problem := _why_refused(thread, thread_id)) is not None:
-                return UNKNOWN_RECIPIENT.because(problem)
-            participants = db.execute(_PARTICIPANTS, {"thread_id": thread_id}).scalars().all()
-            if automated := rules.classify_automated(message, envelope.mail_from):
-                verdict, reason = automated
-            elif not rules.is_participant(message.from_address or "", participants):
-                verdict, reason = "rejected-not-participant", f"{message.from_address} is not a participant"
-                decision = NOT_PARTICIPANT.because(reason)
-            elif settings.trusted_authserv_id and rules.dmarc_result(
-                    message, settings.trusted_authserv_id) == "fail":
-                verdict, reason = "rejected-dmarc", f"DMARC fail reported by {settings.trusted_authserv_id}"
-                decision = DMARC_FAIL.because(reason)
-            elif message.message_id and db.execute(_ALREADY_RECEIVED, {
-                    "thread_id": thread_id, "message_id": message.message_id}).first():
-                verdict, reason = "duplicate", "this Message-ID was already received for this thread"
-            inbound_id = db.execute(_RECORD_INBOUND, {
-                "thread_id": thread_id, "message_id": message.message_id, "envelope_from": envelope.mail_from,
-                "recipients": ",".join(envelope.rcpt_tos), "from_address": message.from_address,
-                "subject": message.subject[:500], "peer": envelope.peer, "channel": self.channel,
-                "size": len(envelope.content), "raw": envelope.content, "verdict": verdict, "reason": reason,
-                "received_at": utcnow()}).scalar_one()
-            if verdict == "queued":
-                enqueue(session, JOB, {"inbound_id": inbound_id}, installation_id=thread.installation_id,
-                        max_attempts=settings.job_max_attempts)
-            log.info("inbound %s for thread %s: %s%s", inbound_id, thread_id, verdict, f" ({reason})" if reason else "")
-        return decision if decision is not ACCEPTED else ACCEPTED.because(verdict)
+            threads = {row.id: row for row in db.execute(_THREAD_STATES, {"ids": thread_ids})}
+            participants: dict[str, list[str]] = {thread_id: [] for thread_id in thread_ids}
+            for row in db.execute(_PARTICIPANTS, {"ids": thread_ids}):
+                participants[row.thread_id].append(row.email)
+            received = {(row.thread_id, row.message_id) for row in db.execute(
+                _ALREADY_RECEIVED, {"ids": thread_ids, "message_ids": message_ids})} if message_ids else set()
+            now, rows, decisions = utcnow(), [], []
+            for mail in mails:
+                per_thread = []
+                for thread_id in mail.thread_ids:
+                    thread = threads.get(thread_id)
+                    if (problem := _why_refused(thread, thread_id)) is not None:
+                        per_thread.append(UNKNOWN_RECIPIENT.because(problem))
+                        continue
+                    verdict, reason, decision = _verdict(mail, thread_id, participants[thread_id], received,
+                                                         settings.trusted_authserv_id)
+                    if verdict == "queued" and mail.message.message_id:
+                        received.add((thread_id, mail.message.message_id))  # a repeat later in this batch
+                    rows.append(_inbound_row(mail, thread_id, verdict, reason, self.channel, now))
+                    per_thread.append(decision)
+                    mail.recorded.append((thread_id, thread.installation_id, verdict, reason))
+                accepted = [d for d in per_thread if d.accepted]
+                decisions.append(accepted[0] if accepted else per_thread[0])
+            inbound_ids = iter(db.execute(_RECORD_INBOUND, rows).scalars().all() if rows else [])
+            jobs = []
+            for mail in mails:
+                for thread_id, installation_id, verdict, reason in mail.recorded:
+                    inbound_id = next(inbound_ids)
+                    if verdict == "queued":
+                        jobs.append(({"inbound_id": inbound_id}, installation_id))
+                    log.info("inbound %s for thread %s via %s from <%s> (%s, %d bytes): %s%s", inbound_id,
+                             thread_id, self.channel, mail.envelope.mail_from, mail.envelope.peer,
+                             len(mail.envelope.content), verdict, f" ({reason})" if reason else "")
+            if jobs:
+                enqueue_many(session, JOB, jobs, max_attempts=settings.job_max_attempts)
+        return decisions
 
 
-_THREAD_STATE = select(Thread.installation_id, Thread.revoked_at).where(Thread.id == bindparam("thread_id"))
-_PARTICIPANTS = select(Participant.email).where(Participant.thread_id == bindparam("thread_id"))
-_ALREADY_RECEIVED = select(InboundMessage.id).where(
-    InboundMessage.thread_id == bindparam("thread_id"), InboundMessage.message_id == bindparam("message_id"),
-    InboundMessage.verdict.in_(("queued", "posted", "empty", "failed"))).limit(1)
-_RECORD_INBOUND = insert(InboundMessage).returning(InboundMessage.id)
+@dataclass
+class _Mail:
+    """A message on its way into the store, and what was recorded for it."""
+
+    envelope: Envelope
+    message: ParsedMessage  # headers only
+    thread_ids: tuple[str, ...]
+    recorded: list[tuple[str, int | None, str, str | None]] = field(default_factory=list)
+
+
+def _verdict(mail: _Mail, thread_id: str, participants: list[str], received: set[tuple[str, str]],
+             trusted_authserv_id: str | None) -> tuple[str, str | None, Decision]:
+    """What becomes of one message on one live thread: (verdict, reason for the log, SMTP answer)."""
+    message = mail.message
+    if automated := rules.classify_automated(message, mail.envelope.mail_from):
+        return automated[0], automated[1], ACCEPTED.because(automated[0])
+    if not rules.is_participant(message.from_address or "", participants):
+        reason = f"{message.from_address} is not a participant"
+        return "rejected-not-participant", reason, NOT_PARTICIPANT.because(reason)
+    if trusted_authserv_id and rules.dmarc_result(message, trusted_authserv_id) == "fail":
+        reason = f"DMARC fail reported by {trusted_authserv_id}"
+        return "rejected-dmarc", reason, DMARC_FAIL.because(reason)
+    if message.message_id and (thread_id, message.message_id) in received:
+        return "duplicate", "this Message-ID was already received for this thread", ACCEPTED.because("duplicate")
+    return "queued", None, ACCEPTED.because("queued")
+
+
+def _inbound_row(mail: _Mail, thread_id: str, verdict: str, reason: str | None, channel: str, now) -> dict:
+    envelope, message = mail.envelope, mail.message
+    return {"thread_id": thread_id, "message_id": message.message_id, "envelope_from": envelope.mail_from,
+            "recipients": ",".join(envelope.rcpt_tos), "from_address": message.from_address,
+            "subject": message.subject[:500], "peer": envelope.peer, "channel": channel,
+            "size": len(envelope.content), "raw": envelope.content, "verdict": verdict, "reason": reason,
+            "received_at": now}
+
+
+LIVE_THREAD_SECONDS = 5.0  # a live thread's RCPT answer is reused this long; DATA always reads the row
+LIVE_THREADS_REMEMBERED = 10_000
+_THREAD_STATES = select(Thread.id, Thread.installation_id, Thread.revoked_at).where(
+    Thread.id.in_(bindparam("ids", expanding=True)))
+_PARTICIPANTS = select(Participant.thread_id, Participant.email).where(
+    Participant.thread_id.in_(bindparam("ids", expanding=True)))
+_ALREADY_RECEIVED = select(InboundMessage.thread_id, InboundMessage.message_id).where(
+    InboundMessage.thread_id.in_(bindparam("ids", expanding=True)),
+    InboundMessage.message_id.in_(bindparam("message_ids", expanding=True)),
+    InboundMessage.verdict.in_(("queued", "posted", "empty", "failed")))
+_RECORD_INBOUND = insert(InboundMessage).returning(InboundMessage.id, sort_by_parameter_order=True)
 
 
 def _why_refused(thread, thread_id: str) -> str | None:
-    """Why a reply to this thread (a Thread, or a row of _THREAD_STATE) is refused; None if it is not."""
+    """Why a reply to this thread (a Thread, or a row of _THREAD_STATES) is refused; None if it is not."""
     if thread is None:
         return f"thread {thread_id} does not exist"
     if thread.revoked_at is not None:
@@ -180,6 +285,7 @@ class _Work:
     title: str
     installation_id: int
     raw: bytes
+    envelope_from: str
 
 
 def process_reply(ctx: FlowContext, job: ClaimedJob) -> None:
@@ -188,9 +294,14 @@ def process_reply(ctx: FlowContext, job: ClaimedJob) -> None:
         if row is None or row.verdict != "queued":
             return  # finished before a crash
         thread = session.get(Thread, row.thread_id)
-        work = _Work(row.id, thread.id, thread.repo, thread.pr_number, thread.title, thread.installation_id, row.raw)
+        work = _Work(row.id, thread.id, thread.repo, thread.pr_number, thread.title, thread.installation_id, row.raw,
+                     row.envelope_from or "")
 
     message = parse_message(work.raw)
+    if automated := rules.classify_automated(message, work.envelope_from):
+        # Only the headers were read at DATA; the body can still show a machine (a delivery-status part).
+        _mark(ctx, work.inbound_id, verdict=automated[0], reason=automated[1])
+        return
     if message.text and message.text.strip():
         extraction = extract_reply(message.text)
     else:
@@ -238,10 +349,15 @@ def _record(ctx: FlowContext, work: _Work, message: ParsedMessage, *, verdict: s
 
 
 def reply_failed(ctx: FlowContext, job: ClaimedJob, reason: str) -> None:
+    _mark(ctx, job.payload["inbound_id"], verdict="failed", reason=reason)
+
+
+def _mark(ctx: FlowContext, inbound_id: int, *, verdict: str, reason: str) -> None:
+    """A queued message's final verdict when no comment is posted (and no receipt sent)."""
     with ctx.db.session() as session:
-        row = session.get(InboundMessage, job.payload["inbound_id"])
+        row = session.get(InboundMessage, inbound_id)
         if row is not None and row.verdict == "queued":
-            row.verdict, row.reason, row.processed_at = "failed", reason, ctx.clock()
+            row.verdict, row.reason, row.processed_at = verdict, reason, ctx.clock()
 
 
 def job_kinds(ctx: FlowContext) -> list[JobKind]:
