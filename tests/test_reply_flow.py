@@ -363,3 +363,101 @@ def test_a_failed_write_before_250_answers_451_and_the_retry_is_posted(gateway, 
     assert send(gateway, reply)[0] == 250  # the MTA's retry
     gateway.run_jobs()
     assert [posted_text(c) for c in comments(gateway)] == [f"**Ann Reporter** via email:\n\n{TEXT}"]
+
+
+# -- what is decided at DATA from the headers alone, and recorded in batches ------------------------
+
+
+def test_revoked_thread_is_refused_at_data_even_while_its_rcpt_answer_is_remembered(gateway, thread):
+    from gateway.flows.operator import revoke_thread
+
+    assert send(gateway, mail_clients.gmail(thread, "First, before the revocation."))[0] == 250
+    assert revoke_thread(gateway.ctx, thread["X-Gateway-Thread"])
+    # RCPT may still say yes for a few seconds (the thread was live just now); DATA reads the thread again.
+    assert send(gateway, mail_clients.gmail(thread, TEXT)) == (550, "5.1.1 Recipient address rejected")
+    gateway.run_jobs()
+    assert [posted_text(c) for c in comments(gateway)] == ["**Ann Reporter** via email:\n\nFirst, before the revocation."]
+    assert [v for v, _ in verdicts(gateway)] == ["posted"]
+
+
+def test_a_delivery_report_seen_only_in_the_body_is_recorded_as_a_bounce_by_the_job(gateway, thread):
+    """Headers that look like the reporter's; the delivery-status part shows a machine."""
+    report = (f"From: Ann Reporter <ann@example.com>\r\nTo: {thread['Reply-To']}\r\n"
+              f"Subject: Re: {thread['Subject']}\r\nMessage-ID: <report-1@example.com>\r\n"
+              f"In-Reply-To: {thread['Message-ID']}\r\nMIME-Version: 1.0\r\n"
+              "Content-Type: multipart/mixed; boundary=b1\r\n\r\n"
+              "--b1\r\nContent-Type: text/plain\r\n\r\nDelivery to the following recipient failed.\r\n"
+              "--b1\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.example.com\r\n\r\n"
+              "Final-Recipient: rfc822; x@example.org\r\nAction: failed\r\nStatus: 5.1.1\r\n"
+              "--b1--\r\n").encode()
+    assert gateway.send_mail(report, mail_from="ann@example.com", to=[thread["Reply-To"]])[0] == 250
+    assert [v for v, _ in verdicts(gateway)] == ["queued"]  # the body is not read while the client waits
+    gateway.run_jobs()
+    assert comments(gateway) == [] and receipts(gateway) == []
+    [(verdict, reason)] = verdicts(gateway)
+    assert verdict == "bounce" and "message/delivery-status" in reason
+
+
+def _envelope(raw: bytes, *, to: str, mail_from: str = "ann@example.com"):
+    from inbound.handler import Envelope
+
+    return Envelope(mail_from=mail_from, rcpt_tos=(to,), content=raw, peer="192.0.2.7", helo="client.example.org")
+
+
+def _jobs(gateway):
+    from gateway.store import Job
+
+    with gateway.ctx.db.session() as s:
+        return list(s.scalars(select(Job.payload).where(Job.kind == "process_reply")))
+
+
+def test_a_batch_records_each_message_once_and_a_repeat_within_it_as_duplicate(gateway, thread):
+    from gateway.flows.reply import ReplyPipeline
+
+    first, second = (mail_clients.gmail(thread, f"Reply {i}.").as_bytes() for i in (1, 2))
+    to = thread["Reply-To"]
+    decisions = ReplyPipeline(gateway.ctx).deliver_many(
+        [_envelope(first, to=to), _envelope(second, to=to), _envelope(first, to=to)])
+    assert [(d.code, d.reason) for d in decisions] == [(250, "queued"), (250, "queued"), (250, "duplicate")]
+    assert [v for v, _ in verdicts(gateway)] == ["queued", "queued", "duplicate"]
+    assert len(_jobs(gateway)) == 2
+    gateway.run_jobs()
+    assert [posted_text(c).rsplit("\n", 1)[-1] for c in comments(gateway)] == ["Reply 1.", "Reply 2."]
+
+
+def test_a_message_that_cannot_be_stored_fails_alone_not_its_batch(gateway, thread):
+    """The batch is retried message by message: the others are stored, that one gets 451."""
+    from gateway.flows.reply import ReplyPipeline
+
+    good = mail_clients.gmail(thread, "Stored.").as_bytes()
+    unstorable = mail_clients.gmail(thread, "Not stored.").as_bytes()
+    to = thread["Reply-To"]
+    decisions = ReplyPipeline(gateway.ctx).deliver_many([
+        _envelope(good, to=to),
+        _envelope(unstorable, to=to, mail_from="ann\udcff@example.com")])  # a lone surrogate: no encoding takes it
+    assert [(d.code, d.status) for d in decisions] == [(250, "2.0.0"), (451, "4.3.0")]
+    assert [v for v, _ in verdicts(gateway)] == ["queued"]
+    assert len(_jobs(gateway)) == 1
+
+
+def test_concurrent_senders_share_commits_and_each_reply_is_posted_once(gateway, thread):
+    import threading
+
+    codes, lock = [], threading.Lock()
+
+    def sender(n: int) -> None:
+        for i in range(5):
+            code, _ = send(gateway, mail_clients.gmail(thread, f"Sender {n}, reply {i}."))
+            with lock:
+                codes.append(code)
+
+    senders = [threading.Thread(target=sender, args=(n,)) for n in range(4)]
+    for t in senders:
+        t.start()
+    for t in senders:
+        t.join(30)
+    assert codes == [250] * 20
+    gateway.run_jobs()
+    posted = sorted(posted_text(c).rsplit("\n", 1)[-1] for c in comments(gateway))
+    assert posted == sorted(f"Sender {n}, reply {i}." for n in range(4) for i in range(5))
+    assert len(receipts(gateway)) == 20

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from sqlalchemy import bindparam, insert, select
 
@@ -184,6 +184,7 @@ class ReplyPipeline:
             received = {(row.thread_id, row.message_id) for row in db.execute(
                 _ALREADY_RECEIVED, {"ids": thread_ids, "message_ids": message_ids})} if message_ids else set()
             now, rows, decisions = utcnow(), [], []
+            recorded: list[tuple[_Mail, str, int | None, str, str | None]] = []  # in the order of rows
             for mail in mails:
                 per_thread = []
                 for thread_id in mail.thread_ids:
@@ -197,32 +198,29 @@ class ReplyPipeline:
                         received.add((thread_id, mail.message.message_id))  # a repeat later in this batch
                     rows.append(_inbound_row(mail, thread_id, verdict, reason, self.channel, now))
                     per_thread.append(decision)
-                    mail.recorded.append((thread_id, thread.installation_id, verdict, reason))
+                    recorded.append((mail, thread_id, thread.installation_id, verdict, reason))
                 accepted = [d for d in per_thread if d.accepted]
                 decisions.append(accepted[0] if accepted else per_thread[0])
-            inbound_ids = iter(db.execute(_RECORD_INBOUND, rows).scalars().all() if rows else [])
+            inbound_ids = db.execute(_RECORD_INBOUND, rows).scalars().all() if rows else []
             jobs = []
-            for mail in mails:
-                for thread_id, installation_id, verdict, reason in mail.recorded:
-                    inbound_id = next(inbound_ids)
-                    if verdict == "queued":
-                        jobs.append(({"inbound_id": inbound_id}, installation_id))
-                    log.info("inbound %s for thread %s via %s from <%s> (%s, %d bytes): %s%s", inbound_id,
-                             thread_id, self.channel, mail.envelope.mail_from, mail.envelope.peer,
-                             len(mail.envelope.content), verdict, f" ({reason})" if reason else "")
+            for inbound_id, (mail, thread_id, installation_id, verdict, reason) in zip(inbound_ids, recorded, strict=True):
+                if verdict == "queued":
+                    jobs.append(({"inbound_id": inbound_id}, installation_id))
+                log.info("inbound %s for thread %s via %s from <%s> (%s, %d bytes): %s%s", inbound_id,
+                         thread_id, self.channel, mail.envelope.mail_from, mail.envelope.peer,
+                         len(mail.envelope.content), verdict, f" ({reason})" if reason else "")
             if jobs:
                 enqueue_many(session, JOB, jobs, max_attempts=settings.job_max_attempts)
         return decisions
 
 
-@dataclass
+@dataclass(frozen=True)
 class _Mail:
-    """A message on its way into the store, and what was recorded for it."""
+    """A message on its way into the store."""
 
     envelope: Envelope
     message: ParsedMessage  # headers only
     thread_ids: tuple[str, ...]
-    recorded: list[tuple[str, int | None, str, str | None]] = field(default_factory=list)
 
 
 def _verdict(mail: _Mail, thread_id: str, participants: list[str], received: set[tuple[str, str]],
