@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Iterator
 
 from sqlalchemy import (BigInteger, DateTime, ForeignKey, Index, Integer, LargeBinary, String, Text,
-                        TypeDecorator, UniqueConstraint, create_engine, event, func, select)
+                        TypeDecorator, UniqueConstraint, create_engine, event, func, select, text)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
@@ -250,9 +250,20 @@ class Database:
         return self.engine.dialect.name == "sqlite"
 
     @contextmanager
-    def session(self) -> Iterator[Session]:
-        """One transaction: committed on normal exit, rolled back on an exception."""
+    def session(self, *, flush_on_commit: bool = True) -> Iterator[Session]:
+        """One transaction: committed on normal exit, rolled back on an exception.
+
+        The commit returns once the transaction is on disk. ``flush_on_commit=False`` lets it
+        return before (SQLite's synchronous=NORMAL, PostgreSQL's synchronous_commit=off): it still
+        survives a crash of any gateway process, but the newest such commits may be lost if the
+        machine (or the database server) loses power. Only for writes whose sender keeps a copy
+        to send again: GitHub's webhook deliveries.
+        """
         with self._writer, self._sessions.begin() as session:
+            if not flush_on_commit:
+                session.connection(execution_options={NO_FLUSH_ON_COMMIT: True})
+                if not self.is_sqlite:
+                    session.execute(text("SET LOCAL synchronous_commit = off"))
             yield session
 
     @contextmanager
@@ -270,25 +281,35 @@ class Database:
 
 
 READ_ONLY = "gateway_read_only"
+NO_FLUSH_ON_COMMIT = "gateway_no_flush_on_commit"
 SQLITE_BUSY_MS = 10          # SQLite's own wait: its busy handler sleeps up to 100 ms between tries
 SQLITE_WRITER_WAIT = 30.0    # how long a writer queues for the lock before giving up
+SQLITE_FIRST_POLL, SQLITE_LAST_POLL = 0.00005, 0.001
 
 
 def _begin_immediate(raw_connection) -> None:
-    """Take SQLite's writer lock, polling every millisecond while another process holds it.
+    """Take SQLite's writer lock, polling while another process holds it: from 50 µs, doubling to 1 ms.
 
-    SQLite's busy handler backs off to 100 ms sleeps, so under contention from other processes
-    (web, smtp and worker on one SQLite file) the lock sat idle while waiters slept.
+    A write transaction here holds the lock for about 0.1 ms (webhook delivery) to a few ms;
+    SQLite's own busy handler sleeps 1 ms first and backs off to 100 ms, so with web, smtp and
+    worker processes on one SQLite file the lock sat idle while waiters slept. Its handler is off
+    (busy_timeout 0) only for this statement.
     """
     deadline = time.monotonic() + SQLITE_WRITER_WAIT
-    while True:
-        try:
-            raw_connection.execute("BEGIN IMMEDIATE")
-            return
-        except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc) or time.monotonic() > deadline:
-                raise
-            time.sleep(0.001)
+    delay = SQLITE_FIRST_POLL
+    raw_connection.execute("PRAGMA busy_timeout=0")
+    try:
+        while True:
+            try:
+                raw_connection.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(delay)
+                delay = min(delay * 2, SQLITE_LAST_POLL)
+    finally:
+        raw_connection.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_MS}")
 
 
 def insert_or_ignore(session: Session, model, values: dict, conflict_columns: tuple[str, ...]) -> bool:
@@ -333,10 +354,18 @@ def _make_engine(url: str, echo: bool) -> Engine:
         @event.listens_for(engine, "begin")
         def _on_begin(connection):
             # Readers take a snapshot (WAL) and never wait for the writer; see Database.read_session.
-            if connection.get_execution_options().get(READ_ONLY):
+            options = connection.get_execution_options()
+            if options.get(READ_ONLY):
                 connection.exec_driver_sql("BEGIN")
-            else:
-                _begin_immediate(connection.connection.driver_connection)
+                return
+            # FULL: a commit returns once the WAL is fsynced. NORMAL (Database.session): before;
+            # the next FULL commit or checkpoint syncs it. SQLite takes this only between transactions.
+            level = "NORMAL" if options.get(NO_FLUSH_ON_COMMIT) else "FULL"
+            raw, info = connection.connection.driver_connection, connection.connection.info
+            if info.get("synchronous") != level:
+                raw.execute(f"PRAGMA synchronous={level}")
+                info["synchronous"] = level
+            _begin_immediate(raw)
 
         return engine
     if url.startswith("postgresql://") or url.startswith("postgres://"):
