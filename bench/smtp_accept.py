@@ -9,8 +9,10 @@ Both servers are child processes on 127.0.0.1:
   replies during the rounds) configured by the environment (tests/support/processes.py), on a fresh
   migrated database (SQLite file unless --database), with PR #1 opened first through `gateway serve`
   so the replies go to a live thread. Every accepted reply went through: signed reply token
-  verified, thread looked up, sender checked as a participant, raw message stored and its
-  process_reply job queued in one transaction, then 250.
+  verified, thread looked up (at RCPT from a 5 s memory of live threads), headers parsed, sender
+  checked as a participant, raw message stored and its process_reply job queued in a transaction
+  committed to disk (fsync), then 250. Messages whose DATA ends while a commit is under way share
+  the next one (inbound/handler.py, ReplyPipeline.deliver_many).
 - bare: bench/_bare_smtp.py, aiosmtpd with a handler that answers 250 and discards, same
   protocol options (SIZE, SMTPUTF8, no decoding, fixed hostname, 100 commands per verb).
 
