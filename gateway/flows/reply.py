@@ -113,7 +113,7 @@ class ReplyPipeline:
         The receiver hands over the messages that arrived while the previous batch was being
         written. If the batch fails, each message is tried alone, so one cannot fail the others.
         """
-        mails = [self._prepare(envelope) for envelope in envelopes]
+        mails = [self._prepare_alone(envelope) for envelope in envelopes]
         pending = [mail for mail in mails if isinstance(mail, _Mail)]
         try:
             recorded = self._store(pending) if pending else []
@@ -131,6 +131,13 @@ class ReplyPipeline:
         except Exception as error:
             log.exception("recording a message from %s failed", mail.envelope.peer)
             return TRY_LATER.because(f"recording failed: {type(error).__name__}")
+
+    def _prepare_alone(self, envelope: Envelope) -> "Decision | _Mail":
+        try:
+            return self._prepare(envelope)
+        except Exception as error:  # an unsubscribe's own write failed: this message only is retried
+            log.exception("reading a message from %s failed", envelope.peer)
+            return TRY_LATER.because(f"preparing failed: {type(error).__name__}")
 
     def _prepare(self, envelope: Envelope) -> "Decision | _Mail":
         """Unsubscribe requests, and the threads a reply belongs to, from its envelope and headers."""
