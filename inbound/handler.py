@@ -1,9 +1,12 @@
 """The aiosmtpd handler: translates between SMTP and the reply pipeline.
 
-Sole purpose: at ``RCPT TO`` ask the pipeline whether the recipient exists,
-at the end of ``DATA`` hand it the envelope, and turn each answer (a
-Decision) into an SMTP reply with an enhanced status code.  It also enforces
-the recipient limit and turns our own failures into ``451`` so the client
+Sole purpose: at ``RCPT TO`` ask the pipeline whether the recipient exists
+(on the event loop when it can answer without the database, else in a
+thread), at the end of ``DATA`` hand it the envelope, and turn each answer (a
+Decision) into an SMTP reply with an enhanced status code.  Envelopes whose
+DATA ends while the pipeline is storing a batch wait and go together in the
+next one, so concurrent transactions share a commit.  It also enforces the
+recipient limit and turns our own failures into ``451`` so the client
 retries.
 
 Not for: deciding anything about the message (the pipeline, implemented by
