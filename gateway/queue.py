@@ -133,10 +133,8 @@ def enqueue(session: Session, kind: str, payload: dict[str, Any], *, installatio
     A Core insert: it runs on every mail and webhook while the sender waits.
     """
     now = utcnow()
-    job_id = session.connection().execute(_INSERT_JOB, {
-        "kind": kind, "payload": json.dumps(payload, sort_keys=True), "installation_id": installation_id,
-        "run_after": run_after or now, "max_attempts": max_attempts, "status": "queued", "attempts": 0,
-        "created_at": now, "updated_at": now}).scalar_one()
+    job_id = session.connection().execute(
+        _INSERT_JOB, _job_row(kind, payload, installation_id, run_after or now, max_attempts, now)).scalar_one()
     _ring_on_commit(session)
     return job_id
 
@@ -145,12 +143,18 @@ def enqueue_many(session: Session, kind: str, jobs: list[tuple[dict[str, Any], i
                  max_attempts: int = 8) -> list[int]:
     """Add jobs of one kind, (payload, installation id) each, in one statement; their ids in order."""
     now = utcnow()
-    job_ids = session.connection().execute(_INSERT_JOBS, [{
-        "kind": kind, "payload": json.dumps(payload, sort_keys=True), "installation_id": installation_id,
-        "run_after": now, "max_attempts": max_attempts, "status": "queued", "attempts": 0,
-        "created_at": now, "updated_at": now} for payload, installation_id in jobs]).scalars().all()
+    job_ids = session.connection().execute(_INSERT_JOBS, [
+        _job_row(kind, payload, installation_id, now, max_attempts, now) for payload, installation_id in jobs
+    ]).scalars().all()
     _ring_on_commit(session)
     return list(job_ids)
+
+
+def _job_row(kind: str, payload: dict[str, Any], installation_id: int | None, run_after: datetime,
+             max_attempts: int, now: datetime) -> dict[str, Any]:
+    return {"kind": kind, "payload": json.dumps(payload, sort_keys=True), "installation_id": installation_id,
+            "run_after": run_after, "max_attempts": max_attempts, "status": "queued", "attempts": 0,
+            "created_at": now, "updated_at": now}
 
 
 _INSERT_JOB = insert(Job).returning(Job.id)
