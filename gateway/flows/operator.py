@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from sqlalchemy import select
+from sqlalchemy.orm import defer
 
 from gateway.flows.context import FlowContext
 from gateway.queue import retry_dead
@@ -33,12 +34,12 @@ def list_jobs(ctx: FlowContext, *, status: str | None = None, kind: str | None =
         query = query.where(Job.status == status)
     if kind:
         query = query.where(Job.kind == kind)
-    with ctx.db.session() as session:
+    with ctx.db.read_session() as session:
         return [job_view(job) for job in session.scalars(query)]
 
 
 def get_job(ctx: FlowContext, job_id: int) -> dict | None:
-    with ctx.db.session() as session:
+    with ctx.db.read_session() as session:
         job = session.get(Job, job_id)
         return job_view(job) if job is not None else None
 
@@ -50,12 +51,13 @@ def retry_job(ctx: FlowContext, job_id: int) -> dict | None:
 
 def inbound_messages(ctx: FlowContext, *, verdict: str | None = None, thread: str | None = None,
                      limit: int = 50) -> list[dict]:
-    query = select(InboundMessage).order_by(InboundMessage.id.desc()).limit(limit)
+    # The raw message (up to the size limit each) is not part of the listing: not loaded.
+    query = select(InboundMessage).options(defer(InboundMessage.raw)).order_by(InboundMessage.id.desc()).limit(limit)
     if verdict:
         query = query.where(InboundMessage.verdict == verdict)
     if thread:
         query = query.where(InboundMessage.thread_id == thread)
-    with ctx.db.session() as session:
+    with ctx.db.read_session() as session:
         return [{"id": m.id, "thread": m.thread_id, "verdict": m.verdict, "reason": m.reason,
                  "message_id": m.message_id, "from": m.from_address, "subject": m.subject,
                  "channel": m.channel, "size": m.size, "comment_url": m.comment_url,
@@ -65,7 +67,8 @@ def inbound_messages(ctx: FlowContext, *, verdict: str | None = None, thread: st
 
 
 def revoke_thread(ctx: FlowContext, thread_id: str) -> bool:
-    """From now on every token of this thread is refused at RCPT TO and DATA."""
+    """From now on every token of this thread is refused: at DATA at once, at RCPT TO once a
+    receiver's memory of the thread being live runs out (reply.LIVE_THREAD_SECONDS)."""
     with ctx.db.session() as session:
         thread = session.get(Thread, thread_id)
         if thread is None:
