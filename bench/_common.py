@@ -9,6 +9,7 @@ Not a test and not imported by the suite: nothing here asserts.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import re
@@ -89,6 +90,19 @@ def rounds_arguments(parser, unit: str) -> None:
     """Alternating bare/gateway rounds, each server warmed up first."""
     parser.add_argument("--rounds", type=int, default=3, help="rounds per server, alternating (3)")
     parser.add_argument("--warmup", type=int, default=20, help=f"{unit} sent to each server first, not counted")
+
+
+def alternating_rounds(args, servers: dict[str, tuple[int, int]], measure, profiled_pid: int):
+    """``measure(name, pid, port, round)`` for each server in turn, ``args.rounds`` times, so load
+    drift hits them alike; under py-spy of ``profiled_pid`` with --profile. Returns (runs by server
+    name, the PySpy or None)."""
+    runs: dict[str, list] = {name: [] for name in servers}
+    profiler = PySpy(profiled_pid, Path(args.profile), gil=args.profile_gil) if args.profile else None
+    with profiler or contextlib.nullcontext():
+        for r in range(args.rounds):
+            for name, (pid, port) in servers.items():
+                runs[name].append(measure(name, pid, port, r))
+    return runs, profiler
 
 
 # -- /proc --------------------------------------------------------------------------------------

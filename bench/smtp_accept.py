@@ -27,7 +27,6 @@ Target to check: gateway/bare >= 0.5. Nothing is asserted.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import statistics
 import sys
 from collections import Counter
@@ -75,13 +74,14 @@ def main() -> int:
                     print(f"{name} refused warm-up messages: {Counter(warm.refused).most_common(2)}",
                           file=sys.stderr)
                     return 1
-            runs: dict[str, list[c.SmtpRun]] = {name: [] for name in servers}
-            profiler = c.PySpy(gateway.pid, Path(args.profile), gil=args.profile_gil) if args.profile else contextlib.nullcontext()
-            with profiler:
-                for r in range(args.rounds):
-                    for name, (pid, port) in servers.items():
-                        raws = c.reply_messages(notification, args.messages, f"round {r} {name}")
-                        runs[name].append(c.send_smtp(port, raws, to, args.clients, server_pid=pid))
+            sizes = []
+
+            def measure(name: str, pid: int, port: int, r: int) -> c.SmtpRun:
+                raws = c.reply_messages(notification, args.messages, f"round {r} {name}")
+                sizes.append(len(raws[0]))
+                return c.send_smtp(port, raws, to, args.clients, server_pid=pid)
+
+            runs, profiler = c.alternating_rounds(args, servers, measure, gateway.pid)
             rss = c.proc_status(gateway.pid)
             db = Database(stack.database_url)
             with db.session() as session:
@@ -101,7 +101,7 @@ def main() -> int:
                                                          f" --processes {args.processes} (receiver only)")),
         ("messages x rounds / clients", f"{args.messages} x {args.rounds} per server (+{args.warmup} warm-up) / "
                                         f"{args.clients} connections, reconnect every {c.RECONNECT_EVERY}"),
-        ("message size", f"{len(raws[0])} bytes (Gmail-shaped reply, text + HTML)"),
+        ("message size", f"{max(sizes)} bytes (Gmail-shaped reply, text + HTML)"),
     ]
     medians = {}
     for name, server_runs in runs.items():
@@ -133,7 +133,7 @@ def main() -> int:
         ("gateway RSS now / peak", f"{rss['VmRSS'] / 2**20:.0f} / {rss['VmHWM'] / 2**20:.0f} MiB"),
     ]
     c.print_rows(rows)
-    if args.profile:
+    if profiler:
         print(f"\npy-spy of the gateway during the rounds ({args.profile}):\n{profiler.summary()}")
     return 0
 

@@ -30,7 +30,6 @@ Target to check: gateway/bare >= 0.5. Nothing is asserted.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import http.client
 import json
 import statistics
@@ -155,14 +154,8 @@ def main() -> int:
                 if warm.failed:
                     print(f"{name} failed warm-up requests: {Counter(warm.failed).most_common(2)}", file=sys.stderr)
                     return 1
-            runs: dict[str, list[HttpRun]] = {name: [] for name in servers}
-            profiler = (c.PySpy(gateway.pid, Path(args.profile), gil=args.profile_gil) if args.profile
-                        else contextlib.nullcontext())
-            with profiler:
-                for r in range(args.rounds):
-                    for name, (pid, p) in servers.items():
-                        runs[name].append(post_all(p, deliveries(args.requests, f"round {r} {name}"), args.clients,
-                                                   pid))
+            runs, profiler = c.alternating_rounds(args, servers, lambda name, pid, p, r: post_all(
+                p, deliveries(args.requests, f"round {r} {name}"), args.clients, pid), gateway.pid)
             body_size = len(deliveries(1, "size")[0][0])
             rss = c.proc_status(gateway.pid)
             db = Database(stack.database_url)
@@ -215,7 +208,7 @@ def main() -> int:
         ("gateway master RSS now", f"{rss['VmRSS'] / 2**20:.0f} MiB"),
     ]
     c.print_rows(rows)
-    if args.profile:
+    if profiler:
         print(f"\npy-spy of the gateway during the rounds ({args.profile}):\n{profiler.summary()}")
     return 0
 
