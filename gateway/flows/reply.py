@@ -209,15 +209,16 @@ class ReplyPipeline:
                 accepted = [d for d in per_thread if d.accepted]
                 decisions.append(accepted[0] if accepted else per_thread[0])
             inbound_ids = db.execute(_RECORD_INBOUND, rows).scalars().all() if rows else []
-            jobs = []
-            for inbound_id, (mail, thread_id, installation_id, verdict, reason) in zip(inbound_ids, recorded, strict=True):
-                if verdict == "queued":
-                    jobs.append(({"inbound_id": inbound_id}, installation_id))
-                log.info("inbound %s for thread %s via %s from <%s> (%s, %d bytes): %s%s", inbound_id,
-                         thread_id, self.channel, mail.envelope.mail_from, mail.envelope.peer,
-                         len(mail.envelope.content), verdict, f" ({reason})" if reason else "")
+            jobs = [({"inbound_id": inbound_id}, installation_id)
+                    for inbound_id, (_, _, installation_id, verdict, _) in zip(inbound_ids, recorded, strict=True)
+                    if verdict == "queued"]
             if jobs:
                 enqueue_many(session, JOB, jobs, max_attempts=settings.job_max_attempts)
+        # Logged once committed (a rolled-back batch is retried and logged then), outside the writer lock.
+        for inbound_id, (mail, thread_id, _, verdict, reason) in zip(inbound_ids, recorded):
+            log.info("inbound %s for thread %s via %s from <%s> (%s, %d bytes): %s%s", inbound_id, thread_id,
+                     self.channel, mail.envelope.mail_from, mail.envelope.peer, len(mail.envelope.content), verdict,
+                     f" ({reason})" if reason else "")
         return decisions
 
 
