@@ -139,19 +139,16 @@ def web(workers: int) -> None:
 
 @main.command()
 @click.option("--processes", default=1, show_default=True, type=click.IntRange(1, 64),
-              help="Receiver processes sharing the port (SO_REUSEPORT); one per CPU core is the useful most.")
+              help="SMTP protocol processes sharing the port (SO_REUSEPORT), besides the one writer.")
 def smtp(processes: int) -> None:
-    """Run the SMTP receiver."""
-    from gateway.runner import make_receiver, run_processes
+    """Run the SMTP receiver: protocol processes and the writer that stores their messages."""
+    from gateway import smtp_writer
 
     settings = _load(service=True)
     _logging(settings)
-    if processes == 1:
-        make_receiver(_context(settings)).serve_forever()
-        return
     _database(settings, create_if_empty=False).dispose()  # check the schema once, before forking
     # Each process builds its own context after the fork: no database connection crosses it.
-    sys.exit(run_processes(processes, lambda: make_receiver(_context(settings), reuse_port=True).serve_forever()))
+    sys.exit(smtp_writer.run(processes, lambda: _context(settings)))
 
 
 @main.command()

@@ -6,12 +6,10 @@ each (see Procfile). Everything they share lives in the database.
 from __future__ import annotations
 
 import logging
-import os
 import signal
 import threading
 import time
 from datetime import timedelta
-from typing import Callable
 
 from werkzeug.serving import make_server
 
@@ -20,6 +18,7 @@ from gateway.flows.context import FlowContext
 from gateway.flows.reply import ReplyPipeline
 from gateway.queue import Worker, listen_for_jobs
 from gateway.web.app import create_app
+from inbound.handler import DeliverMany
 from inbound.server import Receiver, ReceiverOptions
 
 log = logging.getLogger("gateway")
@@ -59,14 +58,15 @@ class WorkerThreads:
             thread.join(timeout=max(0.0, deadline - time.monotonic()))
 
 
-def make_receiver(ctx: FlowContext, *, port: int | None = None, reuse_port: bool = False) -> Receiver:
+def make_receiver(ctx: FlowContext, *, port: int | None = None, reuse_port: bool = False,
+                  deliver_many: DeliverMany | None = None) -> Receiver:
     s = ctx.settings
     options = ReceiverOptions(host=s.smtp_host, port=s.smtp_port if port is None else port,
                               max_message_bytes=s.max_message_bytes, max_recipients=s.max_recipients,
                               tls_cert_file=s.smtp_tls_cert, tls_key_file=s.smtp_tls_key,
                               proxy_protocol=s.smtp_proxy_protocol, hostname=s.smtp_hostname,
                               reuse_port=reuse_port)
-    return Receiver(ReplyPipeline(ctx), options)
+    return Receiver(ReplyPipeline(ctx), options, deliver_many=deliver_many)
 
 
 class DevWebServer:
@@ -142,47 +142,3 @@ def run_worker(ctx: FlowContext) -> None:
     stop.wait()
     log.info("shutting down")
     workers.stop()
-
-
-def run_processes(count: int, serve: Callable[[], None]) -> int:
-    """``serve`` in ``count`` forked processes until SIGINT/SIGTERM; a child that dies stops them all.
-
-    Returns the exit status for the parent: 0 after a clean stop, 1 if a child died on its own.
-    """
-    children: list[int] = []
-    for _ in range(count):
-        pid = os.fork()
-        if pid == 0:  # the child: serve, then leave without running the parent's cleanup
-            code = 0
-            try:
-                serve()
-            except BaseException:
-                log.exception("receiver process failed")
-                code = 1
-            finally:
-                os._exit(code)
-        children.append(pid)
-    stop = stop_on_signal()
-    failed = False
-    while not stop.is_set() and not failed:
-        try:
-            pid, _status = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            break
-        if pid:
-            log.error("process %d exited; stopping the others", pid)
-            children.remove(pid)
-            failed = True
-        else:
-            stop.wait(0.5)
-    for pid in children:
-        try:
-            os.kill(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-    for pid in children:
-        try:
-            os.waitpid(pid, 0)
-        except ChildProcessError:
-            pass
-    return 1 if failed else 0

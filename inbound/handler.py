@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol, TypeVar
@@ -97,15 +97,21 @@ class Pipeline(Protocol):
         """
 
 
+DeliverMany = Callable[[list[Envelope]], Awaitable[list[Decision]]]
+
+
 class GatewayHandler:
     """aiosmtpd handler; each ``handle_*`` returns the SMTP reply line."""
 
     def __init__(self, pipeline: Pipeline, *, max_recipients: int = 10, executor: Executor | None = None,
-                 max_batch: int = 64):
+                 max_batch: int = 64, deliver_many: DeliverMany | None = None):
         self.pipeline = pipeline
         self.max_recipients = max_recipients
         self.executor = executor
         self.max_batch = max_batch
+        # Where DATA transactions are decided and stored: pipeline.deliver_many in a thread, or
+        # (`gateway smtp`) a coroutine that hands them to the writer process (gateway.smtp_writer).
+        self.deliver_many = deliver_many
         self.in_flight = 0  # pipeline calls running or waiting; read by Receiver.stop to drain
         # DATA transactions waiting for the pipeline; one batch is stored at a time (group commit).
         self._waiting: list[tuple[Envelope, asyncio.Future]] = []
@@ -204,18 +210,25 @@ class GatewayHandler:
             self._storing = False
 
     async def _call_many(self, envelopes: list[Envelope]) -> list[Decision]:
-        decisions = await self._call("deliver_many", self.pipeline.deliver_many, envelopes, many=len(envelopes))
+        if self.deliver_many is not None:
+            decisions = await self._call("deliver_many", self.deliver_many, envelopes, many=len(envelopes),
+                                         awaited=True)
+        else:
+            decisions = await self._call("deliver_many", self.pipeline.deliver_many, envelopes, many=len(envelopes))
         if isinstance(decisions, Decision):  # the call failed: the same answer for each
             return [decisions] * len(envelopes)
         return decisions
 
     async def _call(self, name: str, function: Callable[[T], Any], argument: T, *,
-                    many: int | None = None) -> Any:
-        """Run a pipeline call in a thread: its Decision (a list of ``many``), or TRY_LATER if it failed."""
-        loop = asyncio.get_running_loop()
+                    many: int | None = None, awaited: bool = False) -> Any:
+        """Run a pipeline call in a thread (or await it): its Decision (a list of ``many``), or
+        TRY_LATER if it failed."""
         self.in_flight += 1
         try:
-            result = await loop.run_in_executor(self.executor, function, argument)
+            if awaited:
+                result = await function(argument)
+            else:
+                result = await asyncio.get_running_loop().run_in_executor(self.executor, function, argument)
         except Exception as error:
             log.exception("pipeline.%s failed", name)
             return TRY_LATER.because(f"pipeline.{name} raised {type(error).__name__}: {error}")

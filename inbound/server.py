@@ -46,7 +46,7 @@ from typing import Any
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP
 
-from inbound.handler import TOO_BIG, GatewayHandler, Pipeline, peer_address
+from inbound.handler import TOO_BIG, DeliverMany, GatewayHandler, Pipeline, peer_address
 
 log = logging.getLogger("gateway.inbound")
 
@@ -152,9 +152,10 @@ class _Controller(Controller):
 class Receiver:
     """The gateway's SMTP server, on its own thread and event loop."""
 
-    def __init__(self, pipeline: Pipeline, options: ReceiverOptions):
+    def __init__(self, pipeline: Pipeline, options: ReceiverOptions, *, deliver_many: DeliverMany | None = None):
         self.pipeline = pipeline
         self.options = options
+        self.deliver_many = deliver_many  # None: pipeline.deliver_many in a thread (see GatewayHandler)
         self.port = options.port
         self._controller: _Controller | None = None
         self._handler: GatewayHandler | None = None
@@ -166,7 +167,8 @@ class Receiver:
             raise RuntimeError("receiver already started")
         options = self.options
         self._executor = ThreadPoolExecutor(thread_name_prefix="gateway-smtp-pipeline")
-        handler = GatewayHandler(self.pipeline, max_recipients=options.max_recipients, executor=self._executor)
+        handler = GatewayHandler(self.pipeline, max_recipients=options.max_recipients, executor=self._executor,
+                                 deliver_many=self.deliver_many)
         tls_context = self._tls_context()
         smtp_kwargs: dict[str, Any] = dict(
             server_hostname=options.hostname or socket.getfqdn(),

@@ -693,3 +693,31 @@ def test_smtp_processes_share_one_port_and_stop_together(stack):
 
     again = stack.start("smtp", name="smtp-again", args=("--processes", "2"))
     assert again.stop() == 0  # SIGTERM stops every receiver process
+
+
+def test_smtp_writer_killed_mid_burst_loses_no_250_and_its_protocol_process_leaves(stack):
+    serve = stack.start("serve")
+    notifications = open_threads(stack, serve, REPORTERS[:2])
+    serve.stop()
+    writer = stack.start("smtp", name="smtp-writer")
+    (protocol,) = child_pids(writer.pid)
+    letters = [reply_letter(i, notifications[i % 2], sender=REPORTERS[i % 2]) for i in range(120)]
+    burst = Burst([stack.smtp_port], letters, clients=4, timeout=60).start()
+    burst.wait_accepted(40, timeout=30)
+
+    writer.kill()  # SIGKILL: commits under way are lost or done; no answer has left for the lost ones
+    stack.wait_until("the orphaned protocol process exits", lambda: not Path(f"/proc/{protocol}").exists()
+                     or Path(f"/proc/{protocol}/stat").read_text().split()[2] == "Z", 15)
+    writer = stack.restart(writer)  # the same port: the orphan let it go
+    burst.join(timeout=60)
+
+    assert Counter(l.final for l in letters) == {"250 2.0.0 Message accepted": 120}
+    interrupted = [l for l in letters if len(l.answers) > 1]
+    assert all(a == NO_ANSWER or a.startswith("451 ") for l in interrupted for a in l.answers[:-1]), \
+        [l.answers for l in interrupted]
+    with stack.db.session() as session:
+        rows = session.execute(select(InboundMessage.message_id, InboundMessage.verdict)).all()
+    queued = Counter(message_id for message_id, verdict in rows if verdict == "queued")
+    assert queued == {l.message_id: 1 for l in letters}  # each stored once; a resent copy is a duplicate
+    assert {verdict for _, verdict in rows} <= {"queued", "duplicate"}
+    assert writer.stop() == 0
