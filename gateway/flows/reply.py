@@ -4,7 +4,10 @@ At the SMTP edge (ReplyPipeline, called by inbound.handler and POST /inbound/raw
   RCPT TO  the address's token names a live thread, or it is the bare reply
            mailbox (the Message-ID token decides at DATA)     else 550 5.1.1
            (a thread found live is remembered for 5 s; DATA reads it again)
-  DATA     read the headers only; find the thread from the recipient or the signed Message-ID
+  DATA     read: the headers only; the thread from the recipient or the signed Message-ID;
+           unsubscribe addresses                                  (no database: `read`)
+           record, against the database, in one transaction:     (`record`)
+           unsubscribe requests carried out; only those?  → 250, never a comment
            automated mail (auto-reply, bounce)      → recorded, 250, never answered
            sender not a participant                 → recorded, 550 5.7.1
            DMARC fail from the trusted verifier     → recorded, 550 5.7.1
@@ -12,6 +15,7 @@ At the SMTP edge (ReplyPipeline, called by inbound.handler and POST /inbound/raw
            otherwise store raw + queue process_reply in one transaction → 250
            (a failed write → 451 4.3.0; the client retries)
            Messages that arrive together are recorded in one transaction (one commit).
+           (`gateway smtp` reads in its protocol processes and records in its writer process.)
 The job (process_reply):
   parse the whole message → machine-sent after all (a delivery-status part)? verdict, no answer
   → extract the new text (plain part, else HTML) → nothing new? verdict
@@ -108,13 +112,27 @@ class ReplyPipeline:
         return self.deliver_many([envelope])[0]
 
     def deliver_many(self, envelopes: list[Envelope]) -> list[Decision]:
-        """Decide every message, and record them all in one transaction (one commit, one fsync).
+        """Read each message, then decide and record them all in one transaction (one commit)."""
+        return self.record([self.read(envelope) for envelope in envelopes])
+
+    def read(self, envelope: Envelope) -> "Decision | ReadMail":
+        """Everything about one message that needs no database: headers, signatures, unsubscribe
+        tokens. `gateway smtp` runs this in the protocol process and ``record`` in the writer."""
+        try:
+            return self._read(envelope)
+        except Exception as error:
+            log.exception("reading a message from %s failed", envelope.peer)
+            return TRY_LATER.because(f"reading failed: {type(error).__name__}")
+
+    def record(self, readings: "list[Decision | ReadMail]") -> list[Decision]:
+        """Decide every read message against the database and record them in one transaction.
 
         The receiver hands over the messages that arrived while the previous batch was being
         written. If the batch fails, each message is tried alone, so one cannot fail the others.
         """
-        mails = [self._prepare_alone(envelope) for envelope in envelopes]
-        pending = [mail for mail in mails if isinstance(mail, _Mail)]
+        readings = [self._unsubscribe(reading) if isinstance(reading, ReadMail) and reading.unsubscribe_tokens
+                    else reading for reading in readings]
+        pending = [mail for mail in readings if isinstance(mail, ReadMail)]
         try:
             recorded = self._store(pending) if pending else []
         except Exception:
@@ -123,35 +141,36 @@ class ReplyPipeline:
             log.exception("recording %d messages together failed; recording each alone", len(pending))
             recorded = [self._record_alone(mail) for mail in pending]
         answers = iter(recorded)
-        return [mail if isinstance(mail, Decision) else next(answers) for mail in mails]
+        return [mail if isinstance(mail, Decision) else next(answers) for mail in readings]
 
-    def _record_alone(self, mail: "_Mail") -> Decision:
+    def _record_alone(self, mail: "ReadMail") -> Decision:
         try:
             return self._store([mail])[0]
         except Exception as error:
             log.exception("recording a message from %s failed", mail.envelope.peer)
             return TRY_LATER.because(f"recording failed: {type(error).__name__}")
 
-    def _prepare_alone(self, envelope: Envelope) -> "Decision | _Mail":
+    def _unsubscribe(self, mail: "ReadMail") -> "Decision | ReadMail":
+        """Carry out a message's unsubscribe requests; it is then a reply only if it names a thread."""
         try:
-            return self._prepare(envelope)
-        except Exception as error:  # an unsubscribe's own write failed: this message only is retried
-            log.exception("reading a message from %s failed", envelope.peer)
-            return TRY_LATER.because(f"preparing failed: {type(error).__name__}")
+            for token in mail.unsubscribe_tokens:
+                unsubscribe(self.ctx, token)
+        except Exception as error:  # this message only is tried again
+            log.exception("unsubscribing for a message from %s failed", mail.envelope.peer)
+            return TRY_LATER.because(f"unsubscribing failed: {type(error).__name__}")
+        return mail if mail.thread_ids else ACCEPTED.because("unsubscribed")
 
-    def _prepare(self, envelope: Envelope) -> "Decision | _Mail":
+    def _read(self, envelope: Envelope) -> "Decision | ReadMail":
         """Unsubscribe requests, and the threads a reply belongs to, from its envelope and headers."""
         message = parse_headers(envelope.content)  # the body is read by the job, not while the client waits
         unsubscribes = [r for r in envelope.rcpt_tos if r.lower().startswith(UNSUBSCRIBE_LOCAL + "+")]
-        for address in unsubscribes:
-            unsubscribe(self.ctx, address.split("@")[0].split("+", 1)[1])
+        tokens = tuple(address.split("@")[0].split("+", 1)[1] for address in unsubscribes)
         replies = [r for r in envelope.rcpt_tos if r not in unsubscribes]
-        if unsubscribes and not replies:
-            return ACCEPTED.because("unsubscribed")  # never a comment, whatever it threads under
-        thread_ids = self._threads_of(replies, message)
-        if not thread_ids:
+        # Sent only to unsubscribe addresses: never a comment, whatever it threads under.
+        thread_ids = self._threads_of(replies, message) if replies else []
+        if not thread_ids and not tokens:
             return UNKNOWN_RECIPIENT.because("no valid token in the recipient or In-Reply-To/References")
-        return _Mail(envelope, message, tuple(thread_ids))
+        return ReadMail(envelope, message, tuple(thread_ids), tokens)
 
     def _threads_of(self, recipients: list[str], message: ParsedMessage) -> list[str]:
         found: list[str] = []
@@ -176,7 +195,7 @@ class ReplyPipeline:
                 log.info("X-Gateway headers refused: %s", exc)
         return list(dict.fromkeys(found))  # unknown or revoked threads are refused when delivering
 
-    def _store(self, mails: list["_Mail"]) -> list[Decision]:
+    def _store(self, mails: list["ReadMail"]) -> list[Decision]:
         """Decide and record in one transaction, while the clients wait: Core statements built once
         (below), a few per batch rather than per message."""
         settings = self.ctx.settings
@@ -191,7 +210,7 @@ class ReplyPipeline:
             received = {(row.thread_id, row.message_id) for row in db.execute(
                 _ALREADY_RECEIVED, {"ids": thread_ids, "message_ids": message_ids})} if message_ids else set()
             now, rows, decisions = utcnow(), [], []
-            recorded: list[tuple[_Mail, str, int | None, str, str | None]] = []  # in the order of rows
+            recorded: list[tuple[ReadMail, str, int | None, str, str | None]] = []  # in the order of rows
             for mail in mails:
                 per_thread = []
                 for thread_id in mail.thread_ids:
@@ -223,15 +242,17 @@ class ReplyPipeline:
 
 
 @dataclass(frozen=True)
-class _Mail:
-    """A message on its way into the store."""
+class ReadMail:
+    """A message read and checked without the database, on its way to ``record`` (pickled to the
+    writer process under `gateway smtp`)."""
 
     envelope: Envelope
     message: ParsedMessage  # headers only
-    thread_ids: tuple[str, ...]
+    thread_ids: tuple[str, ...]  # signed and verified; whether they are live is for record()
+    unsubscribe_tokens: tuple[str, ...] = ()  # verified when carried out
 
 
-def _verdict(mail: _Mail, thread_id: str, participants: list[str], received: set[tuple[str, str]],
+def _verdict(mail: ReadMail, thread_id: str, participants: list[str], received: set[tuple[str, str]],
              trusted_authserv_id: str | None) -> tuple[str, str | None, Decision]:
     """What becomes of one message on one live thread: (verdict, reason for the log, SMTP answer)."""
     message = mail.message
@@ -248,7 +269,7 @@ def _verdict(mail: _Mail, thread_id: str, participants: list[str], received: set
     return "queued", None, ACCEPTED.because("queued")
 
 
-def _inbound_row(mail: _Mail, thread_id: str, verdict: str, reason: str | None, channel: str, now) -> dict:
+def _inbound_row(mail: ReadMail, thread_id: str, verdict: str, reason: str | None, channel: str, now) -> dict:
     envelope, message = mail.envelope, mail.message
     return {"thread_id": thread_id, "message_id": message.message_id, "envelope_from": envelope.mail_from,
             "recipients": ",".join(envelope.rcpt_tos), "from_address": message.from_address,
