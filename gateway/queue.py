@@ -34,7 +34,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from gateway.errors import Deferred, PermanentError, TransientError
-from gateway.store import Database, Installation, Job, utcnow
+from gateway.store import Database, DriverStatement, DriverTransaction, Installation, Job, utcnow
 
 log = logging.getLogger("gateway.queue")
 
@@ -139,15 +139,22 @@ def enqueue(session: Session, kind: str, payload: dict[str, Any], *, installatio
     return job_id
 
 
-def enqueue_many(session: Session, kind: str, jobs: list[tuple[dict[str, Any], int | None]], *,
-                 max_attempts: int = 8) -> list[int]:
-    """Add jobs of one kind, (payload, installation id) each, in one statement; their ids in order."""
+def enqueue_rows(tx: DriverTransaction, kind: str, jobs: list[tuple[dict[str, Any], int | None]], *,
+                 max_attempts: int = 8) -> None:
+    """Add jobs of one kind, (payload, installation id) each, inside a Database.driver_transaction.
+
+    Idle workers of this process wake when the caller calls ``ring_after_commit``; those of other
+    processes at the commit (NOTIFY on PostgreSQL), as with ``enqueue``."""
     now = utcnow()
-    job_ids = session.connection().execute(_INSERT_JOBS, [
-        _job_row(kind, payload, installation_id, now, max_attempts, now) for payload, installation_id in jobs
-    ]).scalars().all()
-    _ring_on_commit(session)
-    return list(job_ids)
+    _INSERT_JOB_ROWS.executemany(tx, [_job_row(kind, payload, installation_id, now, max_attempts, now)
+                                      for payload, installation_id in jobs])
+    if tx.dialect.name == "postgresql":
+        tx.cursor.execute("SELECT pg_notify(%s, '')", (NOTIFY_CHANNEL,))
+
+
+def ring_after_commit(db: Database) -> None:
+    """Jobs were committed outside a Session (enqueue_rows): wake this process's idle workers."""
+    bell_for(db).ring()
 
 
 def _job_row(kind: str, payload: dict[str, Any], installation_id: int | None, run_after: datetime,
@@ -158,7 +165,7 @@ def _job_row(kind: str, payload: dict[str, Any], installation_id: int | None, ru
 
 
 _INSERT_JOB = insert(Job).returning(Job.id)
-_INSERT_JOBS = insert(Job).returning(Job.id, sort_by_parameter_order=True)
+_INSERT_JOB_ROWS = DriverStatement(insert(Job), keys=tuple(_job_row("", {}, None, utcnow(), 1, utcnow())))
 
 
 def _ring_on_commit(session: Session) -> None:

@@ -1,9 +1,11 @@
 """The database handle's transaction rules, on the configured backend (SQLite file or PostgreSQL)."""
 import threading
+from datetime import datetime, timedelta, timezone
 
-from sqlalchemy import select, text
+import pytest
+from sqlalchemy import bindparam, insert, select, text
 
-from gateway.store import Database, WebhookDelivery, utcnow
+from gateway.store import Database, DriverStatement, WebhookDelivery, utcnow
 
 
 def _commit_waits_for_disk(session) -> bool:
@@ -49,3 +51,37 @@ def test_a_writer_waits_for_another_process_writer_and_then_sees_its_row(db):
         assert ids == {"first"}
     with db.read_session() as session:
         assert set(session.scalars(select(WebhookDelivery.delivery_id))) == {"first", "second"}
+
+
+_INSERT_DELIVERY = DriverStatement(insert(WebhookDelivery), keys=("delivery_id", "event", "action", "payload",
+                                                                  "received_at"))
+_DELIVERY_EVENT = DriverStatement(select(WebhookDelivery.event).where(WebhookDelivery.delivery_id == bindparam("id")),
+                                  keys=("id",))
+
+
+def test_driver_statements_store_what_the_orm_reads_back_and_roll_back_on_error(db):
+    at = datetime(2026, 11, 21, 16, 30, 5, 123456, tzinfo=timezone(timedelta(hours=2)))
+    with db.driver_transaction() as tx:
+        _INSERT_DELIVERY.executemany(tx, [{"delivery_id": f"d{n}", "event": "ping", "action": None, "payload": "{}",
+                                           "received_at": at} for n in range(2)])
+        assert _DELIVERY_EVENT.execute(tx, {"id": "d1"}).fetchone() == ("ping",)  # its own writes, before commit
+    with db.session() as session:
+        rows = session.scalars(select(WebhookDelivery).order_by(WebhookDelivery.delivery_id)).all()
+        assert [(r.delivery_id, r.received_at) for r in rows] == [("d0", at), ("d1", at)]
+        assert rows[0].received_at.tzinfo is not None  # stored as UTC like every other write
+
+    with pytest.raises(RuntimeError):
+        with db.driver_transaction() as tx:
+            _INSERT_DELIVERY.execute(tx, {"delivery_id": "lost", "event": "ping", "action": None, "payload": "{}",
+                                          "received_at": at})
+            raise RuntimeError("the batch failed")
+    with db.driver_transaction() as tx:
+        assert _DELIVERY_EVENT.execute(tx, {"id": "lost"}).fetchone() is None
+        assert _commit_waits_for_disk_raw(tx)
+
+
+def _commit_waits_for_disk_raw(tx) -> bool:
+    if tx.dialect.name == "sqlite":
+        return tx.cursor.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    tx.cursor.execute("SHOW synchronous_commit")
+    return tx.cursor.fetchone()[0] == "on"

@@ -29,15 +29,15 @@ import logging
 import time
 from dataclasses import dataclass
 
-from sqlalchemy import bindparam, insert, select
+from sqlalchemy import bindparam, insert, or_, select
 
 from gateway.flows import comment
 from gateway.flows.context import FlowContext
 from gateway.flows.mail import queue_thread_mail
 from gateway.flows.unsubscribe import unsubscribe
-from gateway.queue import ClaimedJob, JobKind, enqueue_many
+from gateway.queue import ClaimedJob, JobKind, enqueue_rows, ring_after_commit
 from gateway.signing import REPLY_LOCAL, TokenInvalid
-from gateway.store import InboundMessage, Participant, Thread, utcnow
+from gateway.store import DriverStatement, InboundMessage, Participant, Thread, utcnow
 from inbound import rules
 from inbound.handler import (ACCEPTED, DMARC_FAIL, NOT_PARTICIPANT, RECIPIENT_OK, TRY_LATER, UNKNOWN_RECIPIENT,
                              Decision, Envelope)
@@ -196,25 +196,27 @@ class ReplyPipeline:
         return list(dict.fromkeys(found))  # unknown or revoked threads are refused when delivering
 
     def _store(self, mails: list["ReadMail"]) -> list[Decision]:
-        """Decide and record in one transaction, while the clients wait: Core statements built once
-        (below), a few per batch rather than per message."""
+        """Decide and record in one transaction, while the clients wait: DriverStatements (below),
+        a few short ones per batch."""
         settings = self.ctx.settings
-        thread_ids = list({thread_id for mail in mails for thread_id in mail.thread_ids})
-        message_ids = list({mail.message.message_id for mail in mails if mail.message.message_id})
-        with self.ctx.db.session() as session:
-            db = session.connection()
-            threads = {row.id: row for row in db.execute(_THREAD_STATES, {"ids": thread_ids})}
-            participants: dict[str, list[str]] = {thread_id: [] for thread_id in thread_ids}
-            for row in db.execute(_PARTICIPANTS, {"ids": thread_ids}):
-                participants[row.thread_id].append(row.email)
-            received = {(row.thread_id, row.message_id) for row in db.execute(
-                _ALREADY_RECEIVED, {"ids": thread_ids, "message_ids": message_ids})} if message_ids else set()
+        thread_ids = list(dict.fromkeys(thread_id for mail in mails for thread_id in mail.thread_ids))
+        with self.ctx.db.driver_transaction() as tx:
+            threads, participants = {}, {}
+            for thread_id in thread_ids:
+                row = _THREAD_STATE.execute(tx, {"id": thread_id}).fetchone()
+                threads[thread_id] = None if row is None else _ThreadState(*row)
+                participants[thread_id] = [email for (email,) in
+                                           _PARTICIPANT_EMAILS.execute(tx, {"thread_id": thread_id}).fetchall()]
+            received = {(thread_id, mail.message.message_id) for mail in mails if mail.message.message_id
+                        for thread_id in mail.thread_ids if threads[thread_id] is not None
+                        and _ALREADY_RECEIVED.execute(tx, {"thread_id": thread_id,
+                                                           "message_id": mail.message.message_id}).fetchone()}
             now, rows, decisions = utcnow(), [], []
             recorded: list[tuple[ReadMail, str, int | None, str, str | None]] = []  # in the order of rows
             for mail in mails:
                 per_thread = []
                 for thread_id in mail.thread_ids:
-                    thread = threads.get(thread_id)
+                    thread = threads[thread_id]
                     if (problem := _why_refused(thread, thread_id)) is not None:
                         per_thread.append(UNKNOWN_RECIPIENT.because(problem))
                         continue
@@ -227,12 +229,14 @@ class ReplyPipeline:
                     recorded.append((mail, thread_id, thread.installation_id, verdict, reason))
                 accepted = [d for d in per_thread if d.accepted]
                 decisions.append(accepted[0] if accepted else per_thread[0])
-            inbound_ids = db.execute(_RECORD_INBOUND, rows).scalars().all() if rows else []
+            inbound_ids = [_RECORD_INBOUND.execute(tx, row).fetchone()[0] for row in rows]
             jobs = [({"inbound_id": inbound_id}, installation_id)
                     for inbound_id, (_, _, installation_id, verdict, _) in zip(inbound_ids, recorded, strict=True)
                     if verdict == "queued"]
             if jobs:
-                enqueue_many(session, JOB, jobs, max_attempts=settings.job_max_attempts)
+                enqueue_rows(tx, JOB, jobs, max_attempts=settings.job_max_attempts)
+        if jobs:
+            ring_after_commit(self.ctx.db)
         # Logged once committed (a rolled-back batch is retried and logged then), outside the writer lock.
         for inbound_id, (mail, thread_id, _, verdict, reason) in zip(inbound_ids, recorded):
             log.info("inbound %s for thread %s via %s from <%s> (%s, %d bytes): %s%s", inbound_id, thread_id,
@@ -282,13 +286,24 @@ LIVE_THREAD_SECONDS = 5.0  # a live thread's RCPT answer is reused this long; DA
 LIVE_THREADS_REMEMBERED = 10_000
 _THREAD_STATES = select(Thread.id, Thread.installation_id, Thread.revoked_at).where(
     Thread.id.in_(bindparam("ids", expanding=True)))
-_PARTICIPANTS = select(Participant.thread_id, Participant.email).where(
-    Participant.thread_id.in_(bindparam("ids", expanding=True)))
-_ALREADY_RECEIVED = select(InboundMessage.thread_id, InboundMessage.message_id).where(
-    InboundMessage.thread_id.in_(bindparam("ids", expanding=True)),
-    InboundMessage.message_id.in_(bindparam("message_ids", expanding=True)),
-    InboundMessage.verdict.in_(("queued", "posted", "empty", "failed")))
-_RECORD_INBOUND = insert(InboundMessage).returning(InboundMessage.id, sort_by_parameter_order=True)
+_THREAD_STATE = DriverStatement(select(Thread.installation_id, Thread.revoked_at).where(Thread.id == bindparam("id")),
+                                keys=("id",))
+_PARTICIPANT_EMAILS = DriverStatement(select(Participant.email).where(Participant.thread_id == bindparam("thread_id")),
+                                      keys=("thread_id",))
+_ALREADY_RECEIVED = DriverStatement(select(InboundMessage.id).where(
+    InboundMessage.thread_id == bindparam("thread_id"), InboundMessage.message_id == bindparam("message_id"),
+    or_(*(InboundMessage.verdict == verdict for verdict in ("queued", "posted", "empty", "failed")))).limit(1),
+    keys=("thread_id", "message_id"))
+_RECORD_INBOUND = DriverStatement(insert(InboundMessage).returning(InboundMessage.id),
+                                  keys=("thread_id", "message_id", "envelope_from", "recipients", "from_address",
+                                        "subject", "peer", "channel", "size", "raw", "verdict", "reason",
+                                        "received_at"))
+
+
+@dataclass(frozen=True)
+class _ThreadState:
+    installation_id: int | None
+    revoked_at: object  # only tested for NULL
 
 
 def _why_refused(thread, thread_id: str) -> str | None:
