@@ -329,7 +329,8 @@ class DriverStatement:
             compiled = self.statement.compile(dialect=dialect, column_keys=list(self.keys))
             fixed = {name: value for name, value in compiled.params.items() if name not in self.keys}
             processors = [(name, processor) for name in self.keys
-                          if (processor := compiled.binds[name].type.bind_processor(dialect)) is not None]
+                          if (processor := compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect))
+                          is not None]
             order = compiled.positiontup if compiled.positional else None
 
             def convert(params: dict[str, Any]):

@@ -66,9 +66,12 @@ def test_driver_statements_store_what_the_orm_reads_back_and_roll_back_on_error(
                                            "received_at": at} for n in range(2)])
         assert _DELIVERY_EVENT.execute(tx, {"id": "d1"}).fetchone() == ("ping",)  # its own writes, before commit
     with db.session() as session:
+        session.add(WebhookDelivery(delivery_id="orm", event="ping", payload="{}", received_at=at))
+    with db.session() as session:
         rows = session.scalars(select(WebhookDelivery).order_by(WebhookDelivery.delivery_id)).all()
-        assert [(r.delivery_id, r.received_at) for r in rows] == [("d0", at), ("d1", at)]
-        assert rows[0].received_at.tzinfo is not None  # stored as UTC like every other write
+        assert [(r.delivery_id, r.received_at) for r in rows] == [("d0", at), ("d1", at), ("orm", at)]
+        stored = session.execute(text("SELECT delivery_id, received_at FROM webhook_deliveries")).all()
+        assert len({value for _, value in stored}) == 1, stored  # byte for byte what the ORM writes
 
     with pytest.raises(RuntimeError):
         with db.driver_transaction() as tx:
