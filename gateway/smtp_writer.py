@@ -8,12 +8,12 @@ a bare aiosmtpd server's rate on two cores (bench/smtp_accept.py). Split, each h
 - Each protocol process (``--processes N`` of them, sharing the port with SO_REUSEPORT when N > 1)
   speaks SMTP and answers RCPT itself: the token's signature, and a thread's state through its own
   read-only database connection (inbound.handler, ReplyPipeline.check_recipient).
-- At the end of DATA it reads each message that finished (ReplyPipeline.read: headers, signatures,
-  no database), sends them to the writer over its socketpair (a pickled list; both ends are this
-  program, forked) and waits.
-- The writer, the parent process, decides and records everything that arrived together from all
-  protocol processes in one transaction (ReplyPipeline.record): one commit, on disk before any
-  answer goes back. Nothing changes for the client: no 250 before the commit, 451 if it failed.
+- At the end of DATA it sends the envelopes that finished together to the writer over its
+  socketpair (a pickled list; both ends are this program, forked) and waits.
+- The writer, the parent process, reads them (headers, signatures) and decides and records
+  everything that arrived together from all protocol processes in one transaction
+  (ReplyPipeline.deliver_many): one commit, on disk before any answer goes back. Reading there
+  rather than in the protocol processes balanced the two on two cores (bench/smtp_accept.py). Nothing changes for the client: no 250 before the commit, 451 if it failed.
 
 When something dies: a protocol process that exits stops the others and the writer exits 1, so a
 supervisor restarts them together. If the writer dies, each protocol process sees its life pipe
@@ -23,6 +23,7 @@ listening and exits.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import pickle
@@ -75,7 +76,9 @@ def run(processes: int, make_context: Callable[[], FlowContext]) -> int:
     stop = stop_on_signal()
     failed = False
     try:
-        failed = serve_writer(ReplyPipeline(make_context()), {sock: f"process {pid}" for sock, pid in links.items()},
+        pipeline = ReplyPipeline(make_context())
+        gc.freeze()  # what start-up made lives as long as the process: collections need not walk it
+        failed = serve_writer(pipeline, {sock: f"process {pid}" for sock, pid in links.items()},
                               stop, lambda: _signal(list(links.values()), signal.SIGTERM))
     finally:
         _stop_children(list(links.values()))
@@ -103,7 +106,7 @@ def serve_writer(pipeline, links: dict[socket.socket, str], stop: threading.Even
             if stopping_since is not None and time.monotonic() - stopping_since > STOP_GRACE_SECONDS:
                 log.error("SMTP protocol processes still running %.0f s after SIGTERM", STOP_GRACE_SECONDS)
                 break
-            batches: list[tuple[socket.socket, list]] = []
+            batches: list[tuple[socket.socket, list[Envelope]]] = []
             for key, _ in selector.select(timeout=0.5):
                 sock = key.fileobj
                 try:
@@ -122,14 +125,14 @@ def serve_writer(pipeline, links: dict[socket.socket, str], stop: threading.Even
     return failed
 
 
-def _answer(pipeline, batches: list[tuple[socket.socket, list]]) -> None:
-    """Decide and record every message that arrived together in one transaction; answer each process."""
-    readings = [reading for _, batch in batches for reading in batch]
+def _answer(pipeline, batches: list[tuple[socket.socket, list[Envelope]]]) -> None:
+    """Decide and record every envelope that arrived together in one transaction; answer each process."""
+    envelopes = [envelope for _, batch in batches for envelope in batch]
     try:
-        decisions = pipeline.record(readings)
+        decisions = pipeline.deliver_many(envelopes)
     except Exception as error:
-        log.exception("recording %d messages failed", len(readings))
-        decisions = [TRY_LATER.because(f"recording failed: {type(error).__name__}")] * len(readings)
+        log.exception("recording %d messages failed", len(envelopes))
+        decisions = [TRY_LATER.because(f"recording failed: {type(error).__name__}")] * len(envelopes)
     start = 0
     for sock, batch in batches:
         try:
@@ -143,13 +146,13 @@ def _answer(pipeline, batches: list[tuple[socket.socket, list]]) -> None:
 
 
 class WriterLink:
-    """A protocol process's end of its socket to the writer: read a batch, send it, wait for its
-    decisions. GatewayHandler sends one batch at a time; the lock keeps frames whole if that changes.
+    """A protocol process's end of its socket to the writer: send a batch, wait for its decisions.
+
+    GatewayHandler sends one batch at a time; the lock keeps frames whole if that ever changes.
     """
 
-    def __init__(self, sock: socket.socket, read: Callable[[Envelope], object]):
+    def __init__(self, sock: socket.socket):
         self._sock = sock
-        self._read = read  # ReplyPipeline.read: pure computation, cheap enough for the event loop
         self._streams: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
         self._lock: asyncio.Lock | None = None
 
@@ -158,9 +161,8 @@ class WriterLink:
             self._streams = await asyncio.open_unix_connection(sock=self._sock)
             self._lock = asyncio.Lock()
         reader, writer = self._streams
-        readings = [self._read(envelope) for envelope in envelopes]
         async with self._lock:
-            writer.write(_frame(readings))
+            writer.write(_frame(envelopes))
             await writer.drain()
             (length,) = _LENGTH.unpack(await reader.readexactly(_LENGTH.size))  # EOF: the writer is gone
             return pickle.loads(await reader.readexactly(length))
@@ -168,13 +170,12 @@ class WriterLink:
 
 def _serve_protocol(make_context: Callable[[], FlowContext], sock: socket.socket, life_fd: int, *,
                     reuse_port: bool) -> None:
-    from gateway.flows.reply import ReplyPipeline
     from gateway.runner import make_receiver
 
     threading.Thread(target=_stop_when_writer_gone, args=(life_fd,), name="writer-watch", daemon=True).start()
-    ctx = make_context()
-    link = WriterLink(sock, ReplyPipeline(ctx).read)
-    make_receiver(ctx, reuse_port=reuse_port, deliver_many=link.deliver_many).serve_forever()
+    receiver = make_receiver(make_context(), reuse_port=reuse_port, deliver_many=WriterLink(sock).deliver_many)
+    gc.freeze()
+    receiver.serve_forever()
 
 
 def _stop_when_writer_gone(life_fd: int) -> None:

@@ -18,7 +18,7 @@ VALID = "reply+t1.100.abc@gw.example"
 
 
 class RecordingStore:
-    """The pipeline: reads nothing, refuses mail whose subject says so, remembers every batch."""
+    """The writer's pipeline: refuses mail whose subject says so, remembers every batch."""
 
     def __init__(self, error: Exception | None = None):
         self.batches: list[list[Envelope]] = []
@@ -30,10 +30,7 @@ class RecordingStore:
     def check_recipient(self, address: str) -> Decision:
         return RECIPIENT_OK
 
-    def read(self, envelope: Envelope) -> Envelope:
-        return envelope
-
-    def record(self, envelopes: list[Envelope]) -> list[Decision]:
+    def deliver_many(self, envelopes: list[Envelope]) -> list[Decision]:
         if self.error:
             raise self.error
         self.batches.append(envelopes)
@@ -71,7 +68,7 @@ class Link:
             self.ends[writer_end] = f"receiver {n}"
             self.receiver_ends.append(receiver_end)
             receiver = Receiver(store, ReceiverOptions(port=0, hostname="mx.gw.example"),
-                                deliver_many=smtp_writer.WriterLink(receiver_end, store.read).deliver_many)
+                                deliver_many=smtp_writer.WriterLink(receiver_end).deliver_many)
             receiver.start()
             self.receivers.append(receiver)
         self.failed: list[bool] = []
@@ -140,7 +137,7 @@ def test_when_the_writer_is_gone_data_gets_451_not_250():
     writer_end, receiver_end = socket.socketpair()
     store = RecordingStore()
     receiver = Receiver(store, ReceiverOptions(port=0, hostname="mx.gw.example"),
-                        deliver_many=smtp_writer.WriterLink(receiver_end, store.read).deliver_many)
+                        deliver_many=smtp_writer.WriterLink(receiver_end).deliver_many)
     receiver.start()
     try:
         def die_holding_the_batch() -> None:

@@ -15,7 +15,7 @@ At the SMTP edge (ReplyPipeline, called by inbound.handler and POST /inbound/raw
            otherwise store raw + queue process_reply in one transaction → 250
            (a failed write → 451 4.3.0; the client retries)
            Messages that arrive together are recorded in one transaction (one commit).
-           (`gateway smtp` reads in its protocol processes and records in its writer process.)
+           (`gateway smtp`: both in its writer process, for what its protocol processes received.)
 The job (process_reply):
   parse the whole message → machine-sent after all (a delivery-status part)? verdict, no answer
   → extract the new text (plain part, else HTML) → nothing new? verdict
@@ -117,7 +117,7 @@ class ReplyPipeline:
 
     def read(self, envelope: Envelope) -> "Decision | ReadMail":
         """Everything about one message that needs no database: headers, signatures, unsubscribe
-        tokens. `gateway smtp` runs this in the protocol process and ``record`` in the writer."""
+        tokens. Never raises: a failure is this message's TRY_LATER."""
         try:
             return self._read(envelope)
         except Exception as error:
@@ -247,8 +247,7 @@ class ReplyPipeline:
 
 @dataclass(frozen=True)
 class ReadMail:
-    """A message read and checked without the database, on its way to ``record`` (pickled to the
-    writer process under `gateway smtp`)."""
+    """A message read and checked without the database, on its way to ``record``."""
 
     envelope: Envelope
     message: ParsedMessage  # headers only
