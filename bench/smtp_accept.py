@@ -11,8 +11,9 @@ Both servers are child processes on 127.0.0.1:
   so the replies go to a live thread. Every accepted reply went through: signed reply token
   verified, thread looked up (at RCPT from a 5 s memory of live threads), headers parsed, sender
   checked as a participant, raw message stored and its process_reply job queued in a transaction
-  committed to disk (fsync), then 250. Messages whose DATA ends while a commit is under way share
-  the next one (inbound/handler.py, ReplyPipeline.deliver_many).
+  committed to disk (fsync), then 250. `gateway smtp` is a protocol process (SMTP, RCPT checks)
+  and a writer process (reading, deciding, storing: gateway/smtp_writer.py); messages whose DATA
+  ends while a commit is under way share the next one. "server CPU" counts both processes.
 - bare: bench/_bare_smtp.py, aiosmtpd with a handler that answers 250 and discards, same
   protocol options (SIZE, SMTPUTF8, no decoding, fixed hostname, 100 commands per verb).
 
@@ -43,7 +44,8 @@ def main() -> int:
     c.rounds_arguments(parser, "messages")
     parser.add_argument("--command", choices=("smtp", "serve"), default="smtp",
                         help="gateway process under test (default smtp: the receiver alone)")
-    parser.add_argument("--processes", type=int, default=1, help="with --command smtp: receiver processes (1)")
+    parser.add_argument("--processes", type=int, default=1,
+                        help="with --command smtp: protocol processes besides the writer (1)")
     c.database_argument(parser)
     c.profile_arguments(parser)
     args = parser.parse_args()
@@ -96,9 +98,9 @@ def main() -> int:
         ("machine before / after", f"{load_before}  /  {c.machine()}"),
         ("code", c.code_version()),
         ("database", c.database_label(args.database)),
-        ("gateway process", f"gateway {args.command}" + (" (its worker thread runs jobs meanwhile)"
-                                                         if args.command == "serve" else
-                                                         f" --processes {args.processes} (receiver only)")),
+        ("gateway process", f"gateway {args.command}" + (
+            " (its worker thread runs jobs meanwhile)" if args.command == "serve" else
+            f" --processes {args.processes} (receiver only: protocol processes + writer)")),
         ("messages x rounds / clients", f"{args.messages} x {args.rounds} per server (+{args.warmup} warm-up) / "
                                         f"{args.clients} connections, reconnect every {c.RECONNECT_EVERY}"),
         ("message size", f"{max(sizes)} bytes (Gmail-shaped reply, text + HTML)"),

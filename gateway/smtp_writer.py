@@ -13,7 +13,8 @@ a bare aiosmtpd server's rate on two cores (bench/smtp_accept.py). Split, each h
 - The writer, the parent process, reads them (headers, signatures) and decides and records
   everything that arrived together from all protocol processes in one transaction
   (ReplyPipeline.deliver_many): one commit, on disk before any answer goes back. Reading there
-  rather than in the protocol processes balanced the two on two cores (bench/smtp_accept.py). Nothing changes for the client: no 250 before the commit, 451 if it failed.
+  rather than in the protocol processes balanced the two on two cores (bench/smtp_accept.py).
+  Nothing changes for the client: no 250 before the commit, 451 if it failed.
 
 When something dies: a protocol process that exits stops the others and the writer exits 1, so a
 supervisor restarts them together. If the writer dies, each protocol process sees its life pipe
