@@ -68,7 +68,7 @@ class ReplyPipeline:
         if self._recently_live(answer):
             return RECIPIENT_OK
         with self.ctx.db.read_session() as session:
-            thread = session.connection().execute(_THREAD_STATES, {"ids": [answer]}).first()
+            thread = session.connection().execute(_THREAD_OF_RECIPIENT, {"id": answer}).first()
         if (problem := _why_refused(thread, answer)) is not None:
             return UNKNOWN_RECIPIENT.because(problem)
         if len(self._live_until) >= LIVE_THREADS_REMEMBERED:
@@ -283,8 +283,7 @@ def _inbound_row(mail: ReadMail, thread_id: str, verdict: str, reason: str | Non
 
 LIVE_THREAD_SECONDS = 5.0  # a live thread's RCPT answer is reused this long; DATA always reads the row
 LIVE_THREADS_REMEMBERED = 10_000
-_THREAD_STATES = select(Thread.id, Thread.installation_id, Thread.revoked_at).where(
-    Thread.id.in_(bindparam("ids", expanding=True)))
+_THREAD_OF_RECIPIENT = select(Thread.revoked_at).where(Thread.id == bindparam("id"))
 _THREAD_STATE = DriverStatement(select(Thread.installation_id, Thread.revoked_at).where(Thread.id == bindparam("id")),
                                 keys=("id",))
 _PARTICIPANT_EMAILS = DriverStatement(select(Participant.email).where(Participant.thread_id == bindparam("thread_id")),
@@ -306,7 +305,7 @@ class _ThreadState:
 
 
 def _why_refused(thread, thread_id: str) -> str | None:
-    """Why a reply to this thread (a Thread, or a row of _THREAD_STATES) is refused; None if it is not."""
+    """Why a reply to this thread (a row with its revoked_at, or None) is refused; None if it is not."""
     if thread is None:
         return f"thread {thread_id} does not exist"
     if thread.revoked_at is not None:
