@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from sqlalchemy import (BigInteger, DateTime, ForeignKey, Index, Integer, LargeBinary, String, Text,
-                        TypeDecorator, UniqueConstraint, create_engine, event, func, select, text)
+                        TypeDecorator, UniqueConstraint, create_engine, event, func, select)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect, Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
@@ -252,20 +252,9 @@ class Database:
         return self.engine.dialect.name == "sqlite"
 
     @contextmanager
-    def session(self, *, flush_on_commit: bool = True) -> Iterator[Session]:
-        """One transaction: committed on normal exit, rolled back on an exception.
-
-        The commit returns once the transaction is on disk. ``flush_on_commit=False`` lets it
-        return before (SQLite's synchronous=NORMAL, PostgreSQL's synchronous_commit=off): it still
-        survives a crash of any gateway process, but the newest such commits may be lost if the
-        machine (or the database server) loses power. Only for writes whose sender keeps a copy
-        to send again: GitHub's webhook deliveries.
-        """
+    def session(self) -> Iterator[Session]:
+        """One transaction: committed on normal exit (on disk when it returns), rolled back on an exception."""
         with self._writer, self._sessions.begin() as session:
-            if not flush_on_commit:
-                session.connection(execution_options={NO_FLUSH_ON_COMMIT: True})
-                if not self.is_sqlite:
-                    session.execute(text("SET LOCAL synchronous_commit = off"))
             yield session
 
     @contextmanager
@@ -279,15 +268,27 @@ class Database:
                 session.rollback()
 
     @contextmanager
-    def driver_transaction(self) -> Iterator["DriverTransaction"]:
-        """One transaction like ``session()`` (same lock, BEGIN and commit on disk at exit, rollback
-        on an exception), on the DBAPI cursor: for DriverStatements."""
-        with self._writer, self.engine.begin() as connection:
-            cursor = connection.connection.cursor()
-            try:
-                yield DriverTransaction(cursor, self.engine.dialect)
-            finally:
-                cursor.close()
+    def driver_transaction(self, *, flush_on_commit: bool = True) -> Iterator["DriverTransaction"]:
+        """One transaction like ``session()`` (same lock, BEGIN, commit at exit, rollback on an
+        exception), on the DBAPI cursor: for DriverStatements.
+
+        The commit returns once the transaction is on disk. ``flush_on_commit=False`` lets it
+        return before (SQLite's synchronous=NORMAL, PostgreSQL's synchronous_commit=off): it still
+        survives a crash of any gateway process, but the newest such commits may be lost if the
+        machine (or the database server) loses power. Only for writes whose sender keeps a copy
+        to send again: GitHub's webhook deliveries.
+        """
+        with self._writer, self.engine.connect() as connection:
+            if not flush_on_commit:
+                connection.execution_options(**{NO_FLUSH_ON_COMMIT: True})  # read by _on_begin (SQLite)
+            with connection.begin():
+                cursor = connection.connection.cursor()
+                try:
+                    if not flush_on_commit and not self.is_sqlite:
+                        cursor.execute("SET LOCAL synchronous_commit = off")
+                    yield DriverTransaction(cursor, self.engine.dialect)
+                finally:
+                    cursor.close()
 
     def dispose(self) -> None:
         self.engine.dispose()
@@ -375,23 +376,29 @@ def _begin_immediate(raw_connection) -> None:
         raw_connection.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_MS}")
 
 
-def insert_or_ignore(session: Session, model, values: dict, conflict_columns: tuple[str, ...]) -> bool:
-    """INSERT ... ON CONFLICT DO NOTHING on SQLite and PostgreSQL; True if the row went in.
+def insert_or_ignore(where: Session | DriverTransaction, model, values: dict,
+                     conflict_columns: tuple[str, ...]) -> bool:
+    """INSERT ... ON CONFLICT DO NOTHING on SQLite and PostgreSQL, in a session or a driver
+    transaction; True if the row went in.
 
-    The statement is built once per table and dialect (this runs on every webhook delivery).
+    The statement is built once per table, columns and dialect (this runs on every webhook delivery).
     """
-    dialect = session.get_bind().dialect.name
-    key = (dialect, model.__tablename__, conflict_columns)
+    driver = isinstance(where, DriverTransaction)
+    dialect = where.dialect.name if driver else where.get_bind().dialect.name
+    key = (dialect, model.__tablename__, tuple(values), conflict_columns)
     statement = _INSERT_OR_IGNORE.get(key)
     if statement is None:
         module = postgresql if dialect == "postgresql" else sqlite
-        statement = _INSERT_OR_IGNORE[key] = module.insert(model).on_conflict_do_nothing(
-            index_elements=list(conflict_columns)).returning(*(getattr(model, c) for c in conflict_columns))
+        statement = _INSERT_OR_IGNORE[key] = DriverStatement(module.insert(model).on_conflict_do_nothing(
+            index_elements=list(conflict_columns)).returning(*(getattr(model, c) for c in conflict_columns)),
+            keys=tuple(values))
     # RETURNING, not rowcount: psycopg reports -1 for this statement when it is not built with .values()
-    return session.connection().execute(statement, values).first() is not None
+    if driver:
+        return statement.execute(where, values).fetchone() is not None
+    return where.connection().execute(statement.statement, values).first() is not None
 
 
-_INSERT_OR_IGNORE: dict[tuple, object] = {}
+_INSERT_OR_IGNORE: dict[tuple, DriverStatement] = {}
 
 
 def _make_engine(url: str, echo: bool) -> Engine:

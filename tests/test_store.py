@@ -14,13 +14,24 @@ def _commit_waits_for_disk(session) -> bool:
     return session.execute(text("SHOW synchronous_commit")).scalar() == "on"
 
 
+def _driver_commit_waits_for_disk(tx) -> bool:
+    if tx.dialect.name == "sqlite":
+        return tx.cursor.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    tx.cursor.execute("SHOW synchronous_commit")
+    return tx.cursor.fetchone()[0] == "on"
+
+
 def test_commits_wait_for_the_disk_unless_the_sender_keeps_a_copy(db):
     with db.session() as session:
         assert _commit_waits_for_disk(session)
-    with db.session(flush_on_commit=False) as session:
-        assert not _commit_waits_for_disk(session)
+    with db.driver_transaction() as tx:
+        assert _driver_commit_waits_for_disk(tx)
+    with db.driver_transaction(flush_on_commit=False) as tx:
+        assert not _driver_commit_waits_for_disk(tx)
     with db.session() as session:  # the same pooled connection is back to waiting
         assert _commit_waits_for_disk(session)
+    with db.driver_transaction() as tx:
+        assert _driver_commit_waits_for_disk(tx)
 
 
 def test_a_writer_waits_for_another_process_writer_and_then_sees_its_row(db):
@@ -80,11 +91,3 @@ def test_driver_statements_store_what_the_orm_reads_back_and_roll_back_on_error(
             raise RuntimeError("the batch failed")
     with db.driver_transaction() as tx:
         assert _DELIVERY_EVENT.execute(tx, {"id": "lost"}).fetchone() is None
-        assert _commit_waits_for_disk_raw(tx)
-
-
-def _commit_waits_for_disk_raw(tx) -> bool:
-    if tx.dialect.name == "sqlite":
-        return tx.cursor.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
-    tx.cursor.execute("SHOW synchronous_commit")
-    return tx.cursor.fetchone()[0] == "on"
