@@ -220,9 +220,9 @@ def test_postgres_notify_wakes_a_worker_in_another_process(db):
     if db.is_sqlite:
         pytest.skip("LISTEN/NOTIFY is PostgreSQL's; SQLite workers in other processes poll")
     bell = JobBell()
+    first = bell.generation  # before the listener starts: it may ring before this thread looks again
     listener = PostgresListener(db.engine.url.render_as_string(hide_password=False), bell).start()
     try:
-        first = bell.generation
         assert bell.wait(first, 10)  # rung once on LISTEN
         listening = bell.generation
         other = Database(db.url)
