@@ -23,6 +23,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import Any, Protocol, TypeVar
 
 log = logging.getLogger("gateway.inbound")
@@ -111,7 +112,7 @@ class GatewayHandler:
         self.max_batch = max_batch
         # Where DATA transactions are decided and stored: pipeline.deliver_many in a thread, or
         # (`gateway smtp`) a coroutine that hands them to the writer process (gateway.smtp_writer).
-        self.deliver_many = deliver_many
+        self.deliver_many: DeliverMany = deliver_many or self._deliver_in_thread
         self.in_flight = 0  # pipeline calls running or waiting; read by Receiver.stop to drain
         # DATA transactions waiting for the pipeline; one batch is stored at a time (group commit).
         self._waiting: list[tuple[Envelope, asyncio.Future]] = []
@@ -150,7 +151,8 @@ class GatewayHandler:
         else:
             decision = self._quick_recipient_check(address)
             if decision is None:
-                decision = await self._call("check_recipient", self.pipeline.check_recipient, address)
+                decision = await self._call("check_recipient",
+                                            partial(self._in_thread, self.pipeline.check_recipient, address))
         _log_decision("RCPT", peer, mail_from, (address,), decision)
         if decision.accepted:
             envelope.rcpt_tos.append(address)
@@ -210,37 +212,39 @@ class GatewayHandler:
             self._storing = False
 
     async def _call_many(self, envelopes: list[Envelope]) -> list[Decision]:
-        if self.deliver_many is not None:
-            decisions = await self._call("deliver_many", self.deliver_many, envelopes, many=len(envelopes),
-                                         awaited=True)
-        else:
-            decisions = await self._call("deliver_many", self.pipeline.deliver_many, envelopes, many=len(envelopes))
+        decisions = await self._call("deliver_many", partial(self.deliver_many, envelopes), many=len(envelopes))
         if isinstance(decisions, Decision):  # the call failed: the same answer for each
             return [decisions] * len(envelopes)
         return decisions
 
-    async def _call(self, name: str, function: Callable[[T], Any], argument: T, *,
-                    many: int | None = None, awaited: bool = False) -> Any:
-        """Run a pipeline call in a thread (or await it): its Decision (a list of ``many``), or
-        TRY_LATER if it failed."""
+    async def _deliver_in_thread(self, envelopes: list[Envelope]) -> list[Decision]:
+        return await self._in_thread(self.pipeline.deliver_many, envelopes)
+
+    def _in_thread(self, function: Callable[[T], Any], argument: T) -> Awaitable[Any]:
+        return asyncio.get_running_loop().run_in_executor(self.executor, function, argument)
+
+    async def _call(self, name: str, start: Callable[[], Awaitable[Any]], *, many: int | None = None) -> Any:
+        """Await a pipeline call (``start()``): its Decision (a list of ``many``), or TRY_LATER if it failed."""
         self.in_flight += 1
         try:
-            if awaited:
-                result = await function(argument)
-            else:
-                result = await asyncio.get_running_loop().run_in_executor(self.executor, function, argument)
+            result = await start()
         except Exception as error:
             log.exception("pipeline.%s failed", name)
             return TRY_LATER.because(f"pipeline.{name} raised {type(error).__name__}: {error}")
         finally:
             self.in_flight -= 1
-        valid = (isinstance(result, list) and len(result) == many and all(isinstance(d, Decision) for d in result)
-                 if many is not None else isinstance(result, Decision))
-        if not valid:
+        if not _is_answer(result, many):
             log.error("pipeline.%s returned %r, not %s", name, result,
                       f"{many} Decisions" if many is not None else "a Decision")
             return TRY_LATER.because(f"pipeline.{name} returned {type(result).__name__}")
         return result
+
+
+def _is_answer(result: Any, many: int | None) -> bool:
+    """A Decision, or with ``many`` a list of that many Decisions."""
+    if many is None:
+        return isinstance(result, Decision)
+    return isinstance(result, list) and len(result) == many and all(isinstance(d, Decision) for d in result)
 
 
 def peer_address(session: Any) -> str:
