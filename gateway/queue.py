@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Callable
 
-from sqlalchemy import event, insert, or_, select, text, update
+from sqlalchemy import event, func, insert, or_, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
@@ -149,7 +149,7 @@ def enqueue_rows(tx: DriverTransaction, kind: str, jobs: list[tuple[dict[str, An
     _INSERT_JOB_ROWS.executemany(tx, [_job_row(kind, payload, installation_id, now, max_attempts, now)
                                       for payload, installation_id in jobs])
     if tx.dialect.name == "postgresql":
-        tx.cursor.execute("SELECT pg_notify(%s, '')", (NOTIFY_CHANNEL,))
+        _NOTIFY_WORKERS.execute(tx, {})
 
 
 def ring_after_commit(db: Database) -> None:
@@ -166,6 +166,8 @@ def _job_row(kind: str, payload: dict[str, Any], installation_id: int | None, ru
 
 _INSERT_JOB = insert(Job).returning(Job.id)
 _INSERT_JOB_ROWS = DriverStatement(insert(Job), keys=tuple(_job_row("", {}, None, utcnow(), 1, utcnow())))
+# PostgreSQL delivers it to LISTENers (PostgresListener) on commit and drops it on rollback.
+_NOTIFY_WORKERS = DriverStatement(select(func.pg_notify(NOTIFY_CHANNEL, "")), keys=())
 
 
 def _ring_on_commit(session: Session) -> None:
@@ -173,8 +175,8 @@ def _ring_on_commit(session: Session) -> None:
         return
     bind = session.get_bind()
     session.info["gateway_bell"] = bell_for(bind)
-    if bind.dialect.name == "postgresql":  # delivered to LISTENers on commit, dropped on rollback
-        session.execute(text("SELECT pg_notify(:channel, '')"), {"channel": NOTIFY_CHANNEL})
+    if bind.dialect.name == "postgresql":
+        session.execute(_NOTIFY_WORKERS.statement)
 
 
 @event.listens_for(Session, "after_commit")
