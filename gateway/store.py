@@ -303,8 +303,9 @@ class DriverTransaction:
 class DriverStatement:
     """A Core statement compiled once per dialect and run straight on the DBAPI cursor.
 
-    For the statements every mail runs while its sender waits (ReplyPipeline.record): there,
-    SQLAlchemy's execution path cost several times SQLite's own work (bench/smtp_accept.py). The
+    For the statements every mail and webhook delivery runs while its sender waits
+    (ReplyPipeline.record, github_events.receive): there, SQLAlchemy's execution path cost several
+    times SQLite's own work (bench/smtp_accept.py, bench/webhook_ingest.py). The
     SQL is still SQLAlchemy's, from the models; parameters named in ``keys`` go through their
     columns' bind processors as SQLAlchemy would pass them; rows come back as the driver gives them
     (no result processing: read ids, strings and NULL tests only). No expanding IN lists.
@@ -428,7 +429,8 @@ def _make_engine(url: str, echo: bool) -> Engine:
             if options.get(READ_ONLY):
                 connection.exec_driver_sql("BEGIN")
                 return
-            # FULL: a commit returns once the WAL is fsynced. NORMAL (Database.session): before;
+            # FULL: a commit returns once the WAL is fsynced. NORMAL (driver_transaction's
+            # flush_on_commit=False): before;
             # the next FULL commit or checkpoint syncs it. SQLite takes this only between transactions.
             level = "NORMAL" if options.get(NO_FLUSH_ON_COMMIT) else "FULL"
             raw, info = connection.connection.driver_connection, connection.connection.info
