@@ -31,7 +31,6 @@ class Verdict(StrEnum):
         return self in (Verdict.QUEUED, Verdict.POSTED, Verdict.EMPTY, Verdict.FAILED)
 
 
-AUTOMATED_VERDICTS = (Verdict.AUTO_REPLY, Verdict.BOUNCE)
 
 
 class JobStatus(StrEnum):
@@ -90,12 +89,11 @@ class Outcome(Enum):
 class Answer:
     """An ``Outcome`` with why: ``reason`` is for the log and the operator, never for the sender.
 
-    For an accepted message, ``verdict`` says what it was taken as (queued, duplicate, bounce, ...).
+    For an accepted message the reason is what it was taken as (its Verdict, or "unsubscribed").
     """
 
     outcome: Outcome
     reason: str | None = field(default=None, compare=False)
-    verdict: str | None = field(default=None, compare=False)
 
     @property
     def accepted(self) -> bool:
@@ -106,4 +104,10 @@ class Answer:
 
 
 RECIPIENT_OK = Answer(Outcome.RECIPIENT_OK)
+ACCEPTED = Answer(Outcome.ACCEPTED)
+UNKNOWN_RECIPIENT = Answer(Outcome.UNKNOWN_RECIPIENT)
+NOT_PARTICIPANT = Answer(Outcome.NOT_PARTICIPANT)
+AUTHENTICATION_FAILED = Answer(Outcome.AUTHENTICATION_FAILED)
+TOO_MANY_RECIPIENTS = Answer(Outcome.TOO_MANY_RECIPIENTS)
+TOO_BIG = Answer(Outcome.TOO_BIG)
 TRY_LATER = Answer(Outcome.TRY_LATER)

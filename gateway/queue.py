@@ -126,13 +126,17 @@ def bell_for(db: Database | Engine) -> JobBell:
         return _bells.setdefault(url, JobBell())
 
 
-def enqueue(session: Session, kind: str, payload: dict[str, Any], *, installation_id: int | None = None,
-            run_after: datetime | None = None, max_attempts: int = 8) -> int:
+def enqueue(session: Session | DriverTransaction, kind: str, payload: dict[str, Any], *,
+            installation_id: int | None = None, run_after: datetime | None = None, max_attempts: int = 8) -> int:
     """Add a job inside the caller's transaction; idle workers wake when it commits. Returns its id.
 
     A Core insert: it runs on every mail and webhook while the sender waits.
     """
     now = utcnow()
+    if isinstance(session, DriverTransaction):
+        enqueue_rows(session, kind, [(payload, installation_id)], max_attempts=max_attempts)
+        session.committed.append(lambda: None)
+        return -1
     job_id = session.connection().execute(
         _INSERT_JOB, _job_row(kind, payload, installation_id, run_after or now, max_attempts, now)).scalar_one()
     _ring_on_commit(session)

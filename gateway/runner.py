@@ -15,7 +15,7 @@ from werkzeug.serving import make_server
 
 from gateway.flows import job_kinds
 from gateway.flows.context import FlowContext
-from gateway.flows.reply import ReplyPipeline
+from gateway.flows.receive_reply import ReplyDoor
 from gateway.queue import Worker, listen_for_jobs
 from gateway.web.app import create_app
 from inbound.handler import DeliverMany
@@ -66,7 +66,7 @@ def make_receiver(ctx: FlowContext, *, port: int | None = None, reuse_port: bool
                               tls_cert_file=s.smtp_tls_cert, tls_key_file=s.smtp_tls_key,
                               proxy_protocol=s.smtp_proxy_protocol, hostname=s.smtp_hostname,
                               reuse_port=reuse_port)
-    return Receiver(ReplyPipeline(ctx), options, deliver_many=deliver_many)
+    return Receiver(ReplyDoor(ctx), options, deliver_many=deliver_many)
 
 
 class DevWebServer:

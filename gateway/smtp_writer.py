@@ -7,12 +7,12 @@ a bare aiosmtpd server's rate on two cores (bench/smtp_accept.py). Split, each h
 
 - Each protocol process (``--processes N`` of them, sharing the port with SO_REUSEPORT when N > 1)
   speaks SMTP and answers RCPT itself: the token's signature, and a thread's state through its own
-  read-only database connection (inbound.handler, ReplyPipeline.check_recipient).
+  read-only database connection (inbound.handler, ReplyDoor.check_recipient).
 - At the end of DATA it sends the envelopes that finished together to the writer over its
   socketpair (a pickled list; both ends are this program, forked) and waits.
 - The writer, the parent process, reads them (headers, signatures) and decides and records
   everything that arrived together from all protocol processes in one transaction
-  (ReplyPipeline.deliver_many): one commit, on disk before any answer goes back. Reading there
+  (ReplyDoor.deliver_many): one commit, on disk before any answer goes back. Reading there
   rather than in the protocol processes balanced the two on two cores (bench/smtp_accept.py).
   Nothing changes for the client: no 250 before the commit, 451 if it failed.
 
@@ -37,7 +37,8 @@ import time
 from collections.abc import Callable
 
 from gateway.flows.context import FlowContext
-from inbound.handler import TRY_LATER, Decision, Envelope
+from gateway.domain import TRY_LATER, Answer
+from inbound.handler import Envelope
 
 log = logging.getLogger("gateway.inbound")
 
@@ -51,7 +52,7 @@ def run(processes: int, make_context: Callable[[], FlowContext]) -> int:
     Returns the exit status: 0 after a clean stop, 1 if a protocol process exited on its own.
     Call before this process has threads or database connections (they do not survive a fork).
     """
-    from gateway.flows.reply import ReplyPipeline
+    from gateway.flows.receive_reply import ReplyDoor
     from gateway.runner import stop_on_signal
 
     life_read, life_write = os.pipe()  # only the writer holds the write end: EOF means it is gone
@@ -77,7 +78,7 @@ def run(processes: int, make_context: Callable[[], FlowContext]) -> int:
     stop = stop_on_signal()
     failed = False
     try:
-        pipeline = ReplyPipeline(make_context())
+        pipeline = ReplyDoor(make_context())
         gc.freeze()  # what start-up made lives as long as the process: collections need not walk it
         failed = serve_writer(pipeline, {sock: f"process {pid}" for sock, pid in links.items()},
                               stop, lambda: _signal(list(links.values()), signal.SIGTERM))
@@ -130,14 +131,14 @@ def _answer(pipeline, batches: list[tuple[socket.socket, list[Envelope]]]) -> No
     """Decide and record every envelope that arrived together in one transaction; answer each process."""
     envelopes = [envelope for _, batch in batches for envelope in batch]
     try:
-        decisions = pipeline.deliver_many(envelopes)
+        answers = pipeline.deliver_many(envelopes)
     except Exception as error:
         log.exception("recording %d messages failed", len(envelopes))
-        decisions = [TRY_LATER.because(f"recording failed: {type(error).__name__}")] * len(envelopes)
+        answers = [TRY_LATER.because(f"recording failed: {type(error).__name__}")] * len(envelopes)
     start = 0
     for sock, batch in batches:
         try:
-            _send(sock, decisions[start:start + len(batch)])
+            _send(sock, answers[start:start + len(batch)])
         except OSError:
             pass  # that process is gone; its socket reads EOF next time round
         start += len(batch)
@@ -147,7 +148,7 @@ def _answer(pipeline, batches: list[tuple[socket.socket, list[Envelope]]]) -> No
 
 
 class WriterLink:
-    """A protocol process's end of its socket to the writer: send a batch, wait for its decisions.
+    """A protocol process's end of its socket to the writer: send a batch, wait for its answers.
 
     GatewayHandler sends one batch at a time; the lock keeps frames whole if that ever changes.
     """
@@ -157,7 +158,7 @@ class WriterLink:
         self._streams: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
         self._lock: asyncio.Lock | None = None
 
-    async def deliver_many(self, envelopes: list[Envelope]) -> list[Decision]:
+    async def deliver_many(self, envelopes: list[Envelope]) -> list[Answer]:
         if self._streams is None:  # on the receiver's event loop, at the first message
             self._streams = await asyncio.open_unix_connection(sock=self._sock)
             self._lock = asyncio.Lock()

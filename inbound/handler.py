@@ -3,7 +3,8 @@
 Sole purpose: at ``RCPT TO`` ask the pipeline whether the recipient exists
 (on the event loop when it can answer without the database, else in a
 thread), at the end of ``DATA`` hand it the envelope, and turn each answer (a
-Decision) into an SMTP reply with an enhanced status code.  Envelopes whose
+``gateway.domain.Answer``) into an SMTP reply with an enhanced status code
+(``smtp_reply``: the only place that chooses SMTP codes).  Envelopes whose
 DATA ends while the pipeline is storing a batch wait and go together in the
 next one, so concurrent transactions share a commit.  It also enforces the
 recipient limit and turns our own failures into ``451`` so the client
@@ -22,9 +23,11 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Protocol, TypeVar
+
+from gateway.domain import TOO_MANY_RECIPIENTS, TRY_LATER, Answer, Outcome
 
 log = logging.getLogger("gateway.inbound")
 
@@ -32,8 +35,8 @@ T = TypeVar("T")
 
 
 @dataclass(frozen=True)
-class Decision:
-    """One SMTP answer: ``250 2.0.0 Message accepted``.
+class SmtpReply:
+    """One SMTP reply line: ``250 2.0.0 Message accepted``.
 
     ``reason`` is for the log only and never sent to the client.
     """
@@ -50,19 +53,24 @@ class Decision:
     def smtp(self) -> str:
         return f"{self.code} {self.status} {self.text}"
 
-    def because(self, reason: str) -> "Decision":
-        """The same answer, with a reason for the log."""
-        return replace(self, reason=reason)
+
+# The one place where the gateway's answers become SMTP (RFC 5321 codes, RFC 3463 enhanced codes).
+# The texts stay generic so that they tell a prober nothing; the reason goes to the log.
+_SMTP = {
+    Outcome.RECIPIENT_OK: (250, "2.1.5", "Recipient ok"),
+    Outcome.ACCEPTED: (250, "2.0.0", "Message accepted"),
+    Outcome.UNKNOWN_RECIPIENT: (550, "5.1.1", "Recipient address rejected"),
+    Outcome.NOT_PARTICIPANT: (550, "5.7.1", "Sender not allowed for this conversation"),
+    Outcome.AUTHENTICATION_FAILED: (550, "5.7.1", "Message failed DMARC"),
+    Outcome.TOO_MANY_RECIPIENTS: (452, "4.5.3", "Too many recipients"),
+    Outcome.TOO_BIG: (552, "5.3.4", "Message size exceeds fixed maximum message size"),
+    Outcome.TRY_LATER: (451, "4.3.0", "Temporary failure, try again later"),
+}
 
 
-ACCEPTED = Decision(250, "2.0.0", "Message accepted")
-RECIPIENT_OK = Decision(250, "2.1.5", "Recipient ok")
-UNKNOWN_RECIPIENT = Decision(550, "5.1.1", "Recipient address rejected")
-NOT_PARTICIPANT = Decision(550, "5.7.1", "Sender not allowed for this conversation")
-DMARC_FAIL = Decision(550, "5.7.1", "Message failed DMARC")
-TRY_LATER = Decision(451, "4.3.0", "Temporary failure, try again later")
-TOO_MANY_RECIPIENTS = Decision(452, "4.5.3", "Too many recipients")
-TOO_BIG = Decision(552, "5.3.4", "Message size exceeds fixed maximum message size")
+def smtp_reply(answer: Answer) -> SmtpReply:
+    """The SMTP reply that carries ``answer``."""
+    return SmtpReply(*_SMTP[answer.outcome], reason=answer.reason)
 
 
 @dataclass(frozen=True)
@@ -84,21 +92,21 @@ class Envelope:
 class Pipeline(Protocol):
     """What the receiver needs from the reply flow."""
 
-    def check_recipient_quickly(self, address: str) -> Decision | None:
+    def check_recipient_quickly(self, address: str) -> Answer | None:
         """At ``RCPT TO``, without blocking: the answer, or None if it needs ``check_recipient``."""
 
-    def check_recipient(self, address: str) -> Decision:
+    def check_recipient(self, address: str) -> Answer:
         """At ``RCPT TO``: is this a valid reply address?  May block (database)."""
 
-    def deliver_many(self, envelopes: list[Envelope]) -> list[Decision]:
+    def deliver_many(self, envelopes: list[Envelope]) -> list[Answer]:
         """At the end of DATA: decide each, and store raw + queue, all in one transaction.
 
-        One decision per envelope, in order; TRY_LATER (or raise) if they could not be
+        One answer per envelope, in order; TRY_LATER (or raise) if they could not be
         stored.  May block (database).
         """
 
 
-DeliverMany = Callable[[list[Envelope]], Awaitable[list[Decision]]]
+DeliverMany = Callable[[list[Envelope]], Awaitable[list[Answer]]]
 
 
 class GatewayHandler:
@@ -147,17 +155,18 @@ class GatewayHandler:
     async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]) -> str:
         peer, mail_from = _peer_of(session), _sender_of(envelope)
         if len(envelope.rcpt_tos) >= self.max_recipients:
-            decision = TOO_MANY_RECIPIENTS.because(f"more than {self.max_recipients} recipients")
+            answer = TOO_MANY_RECIPIENTS.because(f"more than {self.max_recipients} recipients")
         else:
-            decision = self._quick_recipient_check(address)
-            if decision is None:
-                decision = await self._call("check_recipient",
-                                            partial(self._in_thread, self.pipeline.check_recipient, address))
-        _log_decision("RCPT", peer, mail_from, (address,), decision)
-        if decision.accepted:
+            answer = self._quick_recipient_check(address)
+            if answer is None:
+                answer = await self._call("check_recipient",
+                                          partial(self._in_thread, self.pipeline.check_recipient, address))
+        reply = smtp_reply(answer)
+        _log_reply("RCPT", peer, mail_from, (address,), reply)
+        if reply.accepted:
             envelope.rcpt_tos.append(address)
             envelope.rcpt_options.extend(rcpt_options)
-        return decision.smtp()
+        return reply.smtp()
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         content = envelope.original_content if envelope.original_content is not None else envelope.content
@@ -170,24 +179,24 @@ class GatewayHandler:
             peer=_peer_of(session),
             helo=session.host_name,
         )
-        decision = await self._deliver(ours)
-        _log_decision("DATA", ours.peer, ours.mail_from, ours.rcpt_tos, decision, size=len(ours.content))
-        return decision.smtp()
+        reply = smtp_reply(await self._deliver(ours))
+        _log_reply("DATA", ours.peer, ours.mail_from, ours.rcpt_tos, reply, size=len(ours.content))
+        return reply.smtp()
 
     async def handle_exception(self, error: Exception) -> str:
         """Anything that escapes the hooks is our failure: ask the client to retry."""
         log.error("SMTP session error: %s", error, exc_info=error)
-        return TRY_LATER.smtp()
+        return smtp_reply(TRY_LATER).smtp()
 
-    def _quick_recipient_check(self, address: str) -> Decision | None:
+    def _quick_recipient_check(self, address: str) -> Answer | None:
         try:
             return self.pipeline.check_recipient_quickly(address)
         except Exception:
             log.exception("pipeline.check_recipient_quickly failed")
             return None  # the full check decides
 
-    async def _deliver(self, envelope: Envelope) -> Decision:
-        """Wait for this message's decision; messages that arrive while a batch is being stored
+    async def _deliver(self, envelope: Envelope) -> Answer:
+        """Wait for this message's answer; messages that arrive while a batch is being stored
         go into the next batch, so concurrent transactions share one commit."""
         future = asyncio.get_running_loop().create_future()
         self._waiting.append((envelope, future))
@@ -204,27 +213,27 @@ class GatewayHandler:
         try:
             while self._waiting:
                 batch, self._waiting = self._waiting[:self.max_batch], self._waiting[self.max_batch:]
-                decisions = await self._call_many([envelope for envelope, _ in batch])
-                for (_, future), decision in zip(batch, decisions):
+                answers = await self._call_many([envelope for envelope, _ in batch])
+                for (_, future), answer in zip(batch, answers):
                     if not future.done():
-                        future.set_result(decision)
+                        future.set_result(answer)
         finally:
             self._storing = False
 
-    async def _call_many(self, envelopes: list[Envelope]) -> list[Decision]:
-        decisions = await self._call("deliver_many", partial(self.deliver_many, envelopes), many=len(envelopes))
-        if isinstance(decisions, Decision):  # the call failed: the same answer for each
-            return [decisions] * len(envelopes)
-        return decisions
+    async def _call_many(self, envelopes: list[Envelope]) -> list[Answer]:
+        answers = await self._call("deliver_many", partial(self.deliver_many, envelopes), many=len(envelopes))
+        if isinstance(answers, Answer):  # the call failed: the same answer for each
+            return [answers] * len(envelopes)
+        return answers
 
-    async def _deliver_in_thread(self, envelopes: list[Envelope]) -> list[Decision]:
+    async def _deliver_in_thread(self, envelopes: list[Envelope]) -> list[Answer]:
         return await self._in_thread(self.pipeline.deliver_many, envelopes)
 
     def _in_thread(self, function: Callable[[T], Any], argument: T) -> Awaitable[Any]:
         return asyncio.get_running_loop().run_in_executor(self.executor, function, argument)
 
     async def _call(self, name: str, start: Callable[[], Awaitable[Any]], *, many: int | None = None) -> Any:
-        """Await a pipeline call (``start()``): its Decision (a list of ``many``), or TRY_LATER if it failed."""
+        """Await a pipeline call (``start()``): its Answer (a list of ``many``), or TRY_LATER if it failed."""
         self.in_flight += 1
         try:
             result = await start()
@@ -235,16 +244,16 @@ class GatewayHandler:
             self.in_flight -= 1
         if not _is_answer(result, many):
             log.error("pipeline.%s returned %r, not %s", name, result,
-                      f"{many} Decisions" if many is not None else "a Decision")
+                      f"{many} Answers" if many is not None else "an Answer")
             return TRY_LATER.because(f"pipeline.{name} returned {type(result).__name__}")
         return result
 
 
 def _is_answer(result: Any, many: int | None) -> bool:
-    """A Decision, or with ``many`` a list of that many Decisions."""
+    """An Answer, or with ``many`` a list of that many Answers."""
     if many is None:
-        return isinstance(result, Decision)
-    return isinstance(result, list) and len(result) == many and all(isinstance(d, Decision) for d in result)
+        return isinstance(result, Answer)
+    return isinstance(result, list) and len(result) == many and all(isinstance(a, Answer) for a in result)
 
 
 def peer_address(session: Any) -> str:
@@ -266,9 +275,9 @@ def _sender_of(envelope: Any) -> str:
     return "" if mail_from == "<>" else mail_from
 
 
-def _log_decision(stage: str, peer: str, mail_from: str, rcpts: tuple[str, ...], decision: Decision, **extra: Any) -> None:
+def _log_reply(stage: str, peer: str, mail_from: str, rcpts: tuple[str, ...], reply: SmtpReply, **extra: Any) -> None:
     # An accepted message is logged once, by the flow that records it (with its id); refusals here.
-    level = logging.DEBUG if decision.accepted else logging.WARNING
+    level = logging.DEBUG if reply.accepted else logging.WARNING
     if not log.isEnabledFor(level):
         return
     details = "".join(f" {k}={v}" for k, v in extra.items())
@@ -279,7 +288,7 @@ def _log_decision(stage: str, peer: str, mail_from: str, rcpts: tuple[str, ...],
         peer,
         mail_from,
         ",".join(rcpts),
-        decision.smtp(),
+        reply.smtp(),
         details,
-        f" reason={decision.reason}" if decision.reason else "",
+        f" reason={reply.reason}" if reply.reason else "",
     )

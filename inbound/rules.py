@@ -22,11 +22,12 @@ import re
 import unicodedata
 from collections.abc import Iterable
 
+from gateway.domain import Verdict
 from inbound.authres import authentication_results, dkim_pass_for_from_domain, dmarc_result  # noqa: F401 (re-exported)
 from inbound.parse import ParsedMessage
 
-BOUNCE = "bounce"
-AUTO_REPLY = "ignored-auto-reply"
+BOUNCE = Verdict.BOUNCE
+AUTO_REPLY = Verdict.AUTO_REPLY
 
 # -- bounce rules ----------------------------------------------------------------
 
@@ -263,7 +264,7 @@ CHAIN = (
 )
 
 
-def classify_automated(msg: ParsedMessage, envelope_from: str) -> tuple[str, str] | None:
+def classify_automated(msg: ParsedMessage, envelope_from: str) -> tuple[Verdict, str] | None:
     """``(BOUNCE, reason)``, ``(AUTO_REPLY, reason)``, or None for a person's mail."""
     for rule, verdict in CHAIN:
         reason = rule(msg, envelope_from)

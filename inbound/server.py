@@ -46,7 +46,8 @@ from typing import Any
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP
 
-from inbound.handler import TOO_BIG, DeliverMany, GatewayHandler, Pipeline, peer_address
+from gateway.domain import TOO_BIG
+from inbound.handler import DeliverMany, GatewayHandler, Pipeline, peer_address, smtp_reply
 
 log = logging.getLogger("gateway.inbound")
 
@@ -73,8 +74,8 @@ class _GatewaySMTP(SMTP):
     """aiosmtpd's SMTP with enhanced status codes where it sends none."""
 
     _REWRITES = {
-        "552 Error: message size exceeds fixed maximum message size": TOO_BIG.smtp(),
-        "552 Error: Too much mail data": TOO_BIG.smtp(),
+        "552 Error: message size exceeds fixed maximum message size": smtp_reply(TOO_BIG).smtp(),
+        "552 Error: Too much mail data": smtp_reply(TOO_BIG).smtp(),
     }
 
     _greeted = False  # the 220 banner went out (not before a PROXY header arrived)

@@ -1,7 +1,7 @@
 """inbound.server + inbound.handler over real sockets: smtplib → Receiver.
 
 The pipeline here is a small stand-in with a set of valid addresses; the real
-one (gateway.flows.reply) is tested with the database elsewhere.  Every SMTP
+one (gateway.flows.receive_reply) is tested with the database elsewhere.  Every SMTP
 behaviour is exercised on the wire.
 """
 
@@ -23,7 +23,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from inbound.handler import ACCEPTED, RECIPIENT_OK, TRY_LATER, UNKNOWN_RECIPIENT, Decision, Envelope
+from gateway.domain import ACCEPTED, RECIPIENT_OK, TRY_LATER, UNKNOWN_RECIPIENT, Answer
+from inbound.handler import Envelope
 from inbound.server import Receiver, ReceiverOptions
 
 VALID = "reply+t1.100.abc@gw.example"
@@ -50,7 +51,7 @@ class FakePipeline:
         self.checked: list[str] = []
         self.delivered: list[Envelope] = []
 
-    def check_recipient(self, address: str) -> Decision:
+    def check_recipient(self, address: str) -> Answer:
         self.checked.append(address)
         if self.recipient_error:
             raise self.recipient_error
@@ -58,16 +59,16 @@ class FakePipeline:
             return RECIPIENT_OK
         return UNKNOWN_RECIPIENT.because("no such thread t9 (secret detail)")
 
-    def check_recipient_quickly(self, address: str) -> Decision | None:
+    def check_recipient_quickly(self, address: str) -> Answer | None:
         return None  # always the full check, which the tests watch
 
-    def deliver(self, envelope: Envelope) -> Decision:
+    def deliver(self, envelope: Envelope) -> Answer:
         if self.deliver_error:
             raise self.deliver_error
         self.delivered.append(envelope)
         return ACCEPTED
 
-    def deliver_many(self, envelopes: list[Envelope]) -> list[Decision]:
+    def deliver_many(self, envelopes: list[Envelope]) -> list[Answer]:
         return [self.deliver(envelope) for envelope in envelopes]
 
 

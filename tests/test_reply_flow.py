@@ -412,12 +412,13 @@ def _jobs(gateway):
 
 
 def test_a_batch_records_each_message_once_and_a_repeat_within_it_as_duplicate(gateway, thread):
-    from gateway.flows.reply import ReplyPipeline
+    from gateway.flows.receive_reply import ReplyDoor
+    from inbound.handler import smtp_reply
 
     first, second = (mail_clients.gmail(thread, f"Reply {i}.").as_bytes() for i in (1, 2))
     to = thread["Reply-To"]
-    decisions = ReplyPipeline(gateway.ctx).deliver_many(
-        [_envelope(first, to=to), _envelope(second, to=to), _envelope(first, to=to)])
+    decisions = [smtp_reply(answer) for answer in ReplyDoor(gateway.ctx).deliver_many(
+        [_envelope(first, to=to), _envelope(second, to=to), _envelope(first, to=to)])]
     assert [(d.code, d.reason) for d in decisions] == [(250, "queued"), (250, "queued"), (250, "duplicate")]
     assert [v for v, _ in verdicts(gateway)] == ["queued", "queued", "duplicate"]
     assert len(_jobs(gateway)) == 2
@@ -427,14 +428,15 @@ def test_a_batch_records_each_message_once_and_a_repeat_within_it_as_duplicate(g
 
 def test_a_message_that_cannot_be_stored_fails_alone_not_its_batch(gateway, thread):
     """The batch is retried message by message: the others are stored, that one gets 451."""
-    from gateway.flows.reply import ReplyPipeline
+    from gateway.flows.receive_reply import ReplyDoor
+    from inbound.handler import smtp_reply
 
     good = mail_clients.gmail(thread, "Stored.").as_bytes()
     unstorable = mail_clients.gmail(thread, "Not stored.").as_bytes()
     to = thread["Reply-To"]
-    decisions = ReplyPipeline(gateway.ctx).deliver_many([
+    decisions = [smtp_reply(answer) for answer in ReplyDoor(gateway.ctx).deliver_many([
         _envelope(good, to=to),
-        _envelope(unstorable, to=to, mail_from="ann\udcff@example.com")])  # a lone surrogate: no encoding takes it
+        _envelope(unstorable, to=to, mail_from="ann\udcff@example.com")])]  # a lone surrogate: no encoding takes it
     assert [(d.code, d.status) for d in decisions] == [(250, "2.0.0"), (451, "4.3.0")]
     assert [v for v, _ in verdicts(gateway)] == ["queued"]
     assert len(_jobs(gateway)) == 1

@@ -11,7 +11,8 @@ import threading
 import pytest
 
 from gateway import smtp_writer
-from inbound.handler import ACCEPTED, NOT_PARTICIPANT, RECIPIENT_OK, Decision, Envelope
+from gateway.domain import ACCEPTED, NOT_PARTICIPANT, RECIPIENT_OK, Answer
+from inbound.handler import Envelope
 from inbound.server import Receiver, ReceiverOptions
 
 VALID = "reply+t1.100.abc@gw.example"
@@ -24,13 +25,13 @@ class RecordingStore:
         self.batches: list[list[Envelope]] = []
         self.error = error
 
-    def check_recipient_quickly(self, address: str) -> Decision | None:
+    def check_recipient_quickly(self, address: str) -> Answer | None:
         return RECIPIENT_OK
 
-    def check_recipient(self, address: str) -> Decision:
+    def check_recipient(self, address: str) -> Answer:
         return RECIPIENT_OK
 
-    def deliver_many(self, envelopes: list[Envelope]) -> list[Decision]:
+    def deliver_many(self, envelopes: list[Envelope]) -> list[Answer]:
         if self.error:
             raise self.error
         self.batches.append(envelopes)

@@ -68,7 +68,7 @@ def inbound_messages(ctx: FlowContext, *, verdict: str | None = None, thread: st
 
 def revoke_thread(ctx: FlowContext, thread_id: str) -> bool:
     """From now on every token of this thread is refused: at DATA at once, at RCPT TO once a
-    receiver's memory of the thread being live runs out (reply.LIVE_THREAD_SECONDS)."""
+    receiver's memory of the thread being live runs out (gateway.store.replies.LIVE_THREAD_SECONDS)."""
     with ctx.db.session() as session:
         thread = session.get(Thread, thread_id)
         if thread is None:

@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Callable
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -72,9 +72,12 @@ class Database:
                 try:
                     if not flush_on_commit and not self.is_sqlite:
                         cursor.execute("SET LOCAL synchronous_commit = off")
-                    yield DriverTransaction(cursor, self.engine.dialect)
+                    transaction = DriverTransaction(cursor, self.engine.dialect)
+                    yield transaction
                 finally:
                     cursor.close()
+        for callback in transaction.committed:
+            callback()
 
     def dispose(self) -> None:
         self.engine.dispose()
@@ -84,13 +87,14 @@ class Database:
 class DriverTransaction:
     cursor: Any
     dialect: Dialect
+    committed: list[Callable[[], None]] = field(default_factory=list)  # run once the commit is done
 
 
 class DriverStatement:
     """A Core statement compiled once per dialect and run straight on the DBAPI cursor.
 
     For the statements every mail and webhook delivery runs while its sender waits
-    (ReplyPipeline.record, github_events.receive): there, SQLAlchemy's execution path cost several
+    (gateway.store.replies, gateway.store.webhooks): there, SQLAlchemy's execution path cost several
     times SQLite's own work (bench/smtp_accept.py, bench/webhook_ingest.py). The
     SQL is still SQLAlchemy's, from the models; parameters named in ``keys`` go through their
     columns' bind processors as SQLAlchemy would pass them; rows come back as the driver gives them

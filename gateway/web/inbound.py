@@ -1,40 +1,42 @@
 """Inbound mail over HTTP, for providers that post raw MIME to a webhook, and the verdict list.
 
-POST /inbound/raw runs the same pipeline as the SMTP receiver; SMTP answers
-become HTTP statuses: 2xx → 202, 5.1.1 → 404, 5.7.x → 403, 552 → 413,
-4xx → 503 with Retry-After (the provider should retry, as an MTA would).
+POST /inbound/raw asks the same door as the SMTP receiver (``gateway.flows.receive_reply``), and
+its answer becomes an HTTP status here: accepted → 202, unknown recipient → 404, refused sender →
+403, too big → 413, try later → 503 with Retry-After (the provider should retry, as an MTA would).
+The body also carries the SMTP reply the receiver would have given, for providers that pass it on.
 """
 from __future__ import annotations
 
 from flask import Blueprint, current_app, jsonify, request
+from gateway.domain import TOO_BIG, Answer, Outcome, Verdict
 from gateway.flows.operator import inbound_messages
-from gateway.flows.reply import ReplyPipeline
+from gateway.flows.receive_reply import ReplyDoor
 from gateway.web.auth import require_api_token
 from gateway.web.errors import ApiError, query_limit
-from inbound.handler import TOO_BIG, Decision, Envelope
+from inbound.handler import Envelope, smtp_reply
 
 bp = Blueprint("inbound", __name__)
-VERDICTS = ("queued", "posted", "empty", "ignored-auto-reply", "bounce", "duplicate", "failed",
-            "rejected-not-participant", "rejected-dmarc")
+VERDICTS = tuple(Verdict)
+
+HTTP_STATUS = {
+    Outcome.RECIPIENT_OK: 202,
+    Outcome.ACCEPTED: 202,
+    Outcome.UNKNOWN_RECIPIENT: 404,
+    Outcome.NOT_PARTICIPANT: 403,
+    Outcome.AUTHENTICATION_FAILED: 403,
+    Outcome.TOO_MANY_RECIPIENTS: 413,
+    Outcome.TOO_BIG: 413,
+    Outcome.TRY_LATER: 503,
+}
 
 
-def _http_status(decision: Decision) -> int:
-    if decision.accepted:
-        return 202
-    if decision.code == 552:
-        return 413
-    if 400 <= decision.code < 500:
-        return 503
-    return 404 if decision.status == "5.1.1" else 403
-
-
-def _answer(decision: Decision):
-    body = {"accepted": decision.accepted, "smtp": {"code": decision.code, "status": decision.status,
-                                                    "text": decision.text}}
-    if decision.accepted and decision.reason:
-        body["verdict"] = decision.reason
+def _answer(answer: Answer):
+    smtp = smtp_reply(answer)
+    body = {"accepted": answer.accepted, "smtp": {"code": smtp.code, "status": smtp.status, "text": smtp.text}}
+    if answer.accepted and answer.reason:
+        body["verdict"] = answer.reason
     response = jsonify(body)
-    response.status_code = _http_status(decision)
+    response.status_code = HTTP_STATUS[answer.outcome]
     if response.status_code == 503:
         response.headers["Retry-After"] = "60"
     return response
@@ -61,16 +63,16 @@ def inbound_raw():
         return _answer(TOO_BIG)
     if not raw.strip():
         raise ApiError(422, "invalid inbound message", {"body": "the message is empty"})
-    pipeline = ReplyPipeline(ctx, channel="http")
+    door = ReplyDoor(ctx, channel="http")
     accepted = []
     for address in recipients[:ctx.settings.max_recipients]:
-        decision = pipeline.check_recipient(address)
-        if not decision.accepted:
-            return _answer(decision)
+        answer = door.check_recipient(address)
+        if not answer.accepted:
+            return _answer(answer)
         accepted.append(address)
     envelope = Envelope(mail_from=mail_from.strip("<> "), rcpt_tos=tuple(accepted), content=raw,
                         peer=request.remote_addr or "", helo=None)
-    return _answer(pipeline.deliver(envelope))
+    return _answer(door.deliver(envelope))
 
 
 @bp.get("/api/inbound")
