@@ -11,6 +11,7 @@ import sys
 import click
 
 from gateway.config import ConfigError, Settings
+from gateway.domain import JobStatus, Verdict
 from gateway.store import Database
 
 
@@ -192,21 +193,21 @@ def jobs() -> None:
 
 @jobs.command("list")
 @click.option("--dead", is_flag=True, help="Only dead-lettered jobs (same as --status dead).")
-@click.option("--status", type=click.Choice(["queued", "running", "done", "dead"]), default=None)
+@click.option("--status", type=click.Choice([status.value for status in JobStatus]), default=None)
 @click.option("--kind", default=None, help="Only jobs of this kind (post_comment, deliver_mail, ...).")
 @click.option("--limit", default=50, show_default=True)
 def jobs_list(dead: bool, status: str | None, kind: str | None, limit: int) -> None:
     """Newest first: id, kind, status, attempts, next run, last error."""
     from gateway.flows.operator import list_jobs
 
-    if dead and status not in (None, "dead"):
+    if dead and status not in (None, JobStatus.DEAD):
         raise click.UsageError("--dead and --status are contradictory")
-    found = list_jobs(_context(_load()), status="dead" if dead else status, kind=kind, limit=limit)
+    found = list_jobs(_context(_load()), status=JobStatus.DEAD if dead else status, kind=kind, limit=limit)
     for job in found:
         click.echo(f"{job['id']}\t{job['kind']}\t{job['status']}\tattempts={job['attempts']}/{job['max_attempts']}"
                    f"\t{job['run_after']}\t{job['last_error'] or ''}")
     if not found:
-        click.echo("no jobs" + (" dead-lettered" if dead or status == "dead" else ""), err=True)
+        click.echo("no jobs" + (" dead-lettered" if dead or status == JobStatus.DEAD else ""), err=True)
 
 
 @jobs.command("retry")
@@ -232,8 +233,7 @@ def inbound() -> None:
 
 
 @inbound.command("list")
-@click.option("--verdict", default=None, help="posted, empty, ignored-auto-reply, bounce, duplicate, failed, "
-                                                "rejected-not-participant, rejected-dmarc, queued")
+@click.option("--verdict", default=None, help=", ".join(Verdict))
 @click.option("--thread", default=None, help="a thread id")
 @click.option("--limit", default=50, show_default=True)
 def inbound_list(verdict: str | None, thread: str | None, limit: int) -> None:

@@ -11,6 +11,7 @@ from typing import Callable
 
 from sqlalchemy import func, select, text
 
+from gateway.domain import JobStatus
 from gateway.flows.context import FlowContext
 from gateway.migrate import current_revision, head_revision
 from gateway.store import Job
@@ -48,8 +49,8 @@ class HealthChecks:
         try:
             with self.ctx.db.session() as session:
                 session.execute(text("SELECT 1"))
-                dead = session.scalar(select(func.count()).select_from(Job).where(Job.status == "dead"))
-                queued = session.scalar(select(func.count()).select_from(Job).where(Job.status == "queued"))
+                dead = session.scalar(select(func.count()).select_from(Job).where(Job.status == JobStatus.DEAD))
+                queued = session.scalar(select(func.count()).select_from(Job).where(Job.status == JobStatus.QUEUED))
             if current_revision(self.ctx.db) != self._schema_head:
                 return {"ok": False, "state": "schema out of date; run `gateway db upgrade`"}
             return {"ok": True, "state": "ok", "backend": self.ctx.db.engine.dialect.name,

@@ -11,6 +11,7 @@ from email.utils import formataddr, parseaddr
 
 from sqlalchemy.orm import Session
 
+from gateway.domain import MailStatus, RequestStatus
 from gateway.flows.context import FlowContext
 from gateway.queue import ClaimedJob, JobKind, enqueue
 from gateway.store import OutboundMail, Participant, PullRequestRequest, Thread
@@ -59,26 +60,26 @@ def queue_thread_mail(session: Session, ctx: FlowContext, *, thread: Thread, par
 def deliver_mail(ctx: FlowContext, job: ClaimedJob) -> None:
     with ctx.db.session() as session:
         mail = session.get(OutboundMail, job.payload["mail_id"])
-        if mail is None or mail.status == "sent":
+        if mail is None or mail.status == MailStatus.SENT:
             return
         mail.attempts += 1
         raw, envelope_from, recipient = mail.raw, mail.envelope_from, mail.recipient
     ctx.relay.send(raw, envelope_from=envelope_from, recipients=[recipient])
     with ctx.db.session() as session:
         mail = session.get(OutboundMail, job.payload["mail_id"])
-        mail.status, mail.sent_at, mail.last_error = "sent", ctx.clock(), None
+        mail.status, mail.sent_at, mail.last_error = MailStatus.SENT, ctx.clock(), None
         request_id = job.payload.get("request_id")
         if request_id:
             request = session.get(PullRequestRequest, request_id)
-            if request is not None and request.status == "opened":
-                request.status = "notified"
+            if request is not None and request.status == RequestStatus.OPENED:
+                request.status = RequestStatus.NOTIFIED
 
 
 def mail_dead(ctx: FlowContext, job: ClaimedJob, reason: str) -> None:
     with ctx.db.session() as session:
         mail = session.get(OutboundMail, job.payload["mail_id"])
         if mail is not None:
-            mail.status, mail.last_error = "dead", reason
+            mail.status, mail.last_error = MailStatus.DEAD, reason
 
 
 def job_kinds(ctx: FlowContext) -> list[JobKind]:

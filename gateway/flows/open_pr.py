@@ -16,6 +16,7 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
+from gateway.domain import JobStatus, RequestStatus
 from gateway.flows.context import FlowContext
 from gateway.flows.mail import queue_thread_mail
 from gateway.flows.pr_request import InvalidRequest, PullRequestSpec
@@ -52,7 +53,7 @@ def submit(ctx: FlowContext, spec: PullRequestSpec, idempotency_key: str | None)
                 idempotency_key=idempotency_key, fingerprint=spec.fingerprint(), repo=spec.repo, head=spec.head,
                 base=spec.base, title=spec.title, body=spec.body, reporter_email=spec.reporter_email,
                 reporter_name=spec.reporter_name, installation_id=spec.installation_id,
-                source_url=spec.source_url, source_ref=spec.source_ref, status="queued")
+                source_url=spec.source_url, source_ref=spec.source_ref, status=RequestStatus.QUEUED)
             session.add(request)
             session.flush()
             request.job_id = enqueue(session, JOB, {"request_id": request.id}, installation_id=spec.installation_id,
@@ -82,7 +83,7 @@ def get_status(ctx: FlowContext, request_id: str) -> PullRequestStatus | None:
         if request is None:
             return None
         job = session.get(Job, request.job_id) if request.job_id else None
-        retrying = job.last_error if job is not None and job.status == "queued" and job.last_error else None
+        retrying = job.last_error if job is not None and job.status == JobStatus.QUEUED and job.last_error else None
         return PullRequestStatus(
             id=request.id, status=request.status, repo=request.repo, head=request.head, base=request.base,
             number=request.pr_number, url=request.pr_url, failure_reason=request.failure_reason,
@@ -93,18 +94,18 @@ def open_pull_request(ctx: FlowContext, job: ClaimedJob) -> None:
     request_id = job.payload["request_id"]
     with ctx.db.session() as session:
         request = session.get(PullRequestRequest, request_id)
-        if request is None or request.status in ("opened", "notified", "failed"):
+        if request is None or RequestStatus(request.status).finished:
             return  # done before a crash, or already given up on
         spec = _spec_of(request)
 
     installation_id = spec.installation_id or ctx.installations.installation_for_repo(spec.repo)
     raise_if_suspended(ctx.db, job.id, installation_id)
     if spec.source_url:
-        _set_status(ctx, request_id, "mirroring", installation_id=installation_id)
+        _set_status(ctx, request_id, RequestStatus.MIRRORING, installation_id=installation_id)
         mirror_branch(source_url=spec.source_url, source_ref=spec.source_ref, target_repo=spec.repo,
                       target_branch=spec.head, token=ctx.installations.get(installation_id),
                       web_url=ctx.settings.github_web_url)
-    _set_status(ctx, request_id, "opening", installation_id=installation_id)
+    _set_status(ctx, request_id, RequestStatus.OPENING, installation_id=installation_id)
     base = spec.base or ctx.github.default_branch(installation_id, spec.repo)
     pull, _created = ctx.github.open_or_reuse_pull_request(installation_id, spec.repo, head=spec.head, base=base,
                                                            title=spec.title, body=spec.body)
@@ -123,7 +124,7 @@ def open_pull_request(ctx: FlowContext, job: ClaimedJob) -> None:
             session.add(reporter)
             session.flush()
         request = session.get(PullRequestRequest, request_id)
-        request.status, request.base, request.pr_number, request.pr_url = "opened", base, pull.number, pull.url
+        request.status, request.base, request.pr_number, request.pr_url = RequestStatus.OPENED, base, pull.number, pull.url
         request.thread_id, request.installation_id, request.failure_reason = thread.id, installation_id, None
         content = notification_content(repo=spec.repo, title=pull.title, pr_url=pull.url, pr_number=pull.number,
                                        body=spec.body)
@@ -134,8 +135,8 @@ def open_pull_request(ctx: FlowContext, job: ClaimedJob) -> None:
 def request_failed(ctx: FlowContext, job: ClaimedJob, reason: str) -> None:
     with ctx.db.session() as session:
         request = session.get(PullRequestRequest, job.payload["request_id"])
-        if request is not None and request.status not in ("opened", "notified"):
-            request.status, request.failure_reason = "failed", reason
+        if request is not None and request.status not in (RequestStatus.OPENED, RequestStatus.NOTIFIED):
+            request.status, request.failure_reason = RequestStatus.FAILED, reason
 
 
 def _set_status(ctx: FlowContext, request_id: str, status: str, *, installation_id: int) -> None:

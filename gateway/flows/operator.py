@@ -11,8 +11,6 @@ from gateway.flows.context import FlowContext
 from gateway.queue import retry_dead
 from gateway.store import InboundMessage, Job, Thread
 
-JOB_STATUSES = ("queued", "running", "done", "dead")
-
 
 def _iso(moment) -> str | None:
     return moment.isoformat() if moment is not None else None

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app, jsonify, request
 
-from gateway.flows.operator import JOB_STATUSES, get_job, list_jobs, retry_job
+from gateway.domain import JobStatus
+from gateway.flows.operator import get_job, list_jobs, retry_job
 from gateway.web.auth import require_api_token
 from gateway.web.errors import ApiError, query_limit
 
@@ -15,8 +16,8 @@ bp = Blueprint("jobs", __name__, url_prefix="/api/jobs")
 def list_():
     status, kind = request.args.get("status"), request.args.get("kind")
     limit = query_limit(request.args)
-    if status is not None and status not in JOB_STATUSES:
-        raise ApiError(422, "invalid query", {"status": f"must be one of {', '.join(JOB_STATUSES)}"})
+    if status is not None and status not in tuple(JobStatus):
+        raise ApiError(422, "invalid query", {"status": f"must be one of {', '.join(JobStatus)}"})
     return jsonify({"jobs": list_jobs(current_app.config["GATEWAY"], status=status, kind=kind, limit=limit)})
 
 
