@@ -2,8 +2,8 @@
 
 Why two kinds of process: in one Python process the SMTP sessions (aiosmtpd, on an event loop)
 and the store (headers, signatures, SQL, commit) take turns on one interpreter lock, so a message
-costs the sum of both plus the hand-offs between their threads; the receiver managed a quarter of
-a bare aiosmtpd server's rate on two cores (bench/smtp_accept.py). Split, each half runs on a core.
+costs the sum of both plus the hand-offs between their threads. Split, each half runs on a core,
+and one writer can still give every message that ends together one commit.
 
 - Each protocol process (``--processes N`` of them, sharing the port with SO_REUSEPORT when N > 1)
   speaks SMTP and answers RCPT itself: the token's signature, and a thread's state through its own
@@ -12,8 +12,8 @@ a bare aiosmtpd server's rate on two cores (bench/smtp_accept.py). Split, each h
   socketpair (a pickled list; both ends are this program, forked) and waits.
 - The writer, the parent process, reads them (headers, signatures) and decides and records
   everything that arrived together from all protocol processes in one transaction
-  (ReplyDoor.deliver_many): one commit, on disk before any answer goes back. Reading there
-  rather than in the protocol processes balanced the two on two cores (bench/smtp_accept.py).
+  (ReplyDoor.deliver_many): one commit, on disk before any answer goes back. The writer also reads
+  the headers, which balances the work of the two kinds of process.
   Nothing changes for the client: no 250 before the commit, 451 if it failed.
 
 When something dies: a protocol process that exits stops the others and the writer exits 1, so a

@@ -13,8 +13,8 @@ cannot be parsed at all give a ParsedMessage with empty fields.
 
 The MIME tree is the standard library's (``email.message_from_bytes``).  That
 is exactly the tree mail-parser's ``parse_from_bytes(raw).message`` returns,
-but mail-parser also computes derived outputs on every parse, which cost about
-1 ms per message at DATA (bench/smtp_accept.py).  Those outputs are not used,
+but mail-parser also computes derived outputs on every parse, which cost more
+than the SMTP-time decisions can afford.  Those outputs are not used,
 because each failed a test in tests/test_inbound_parse.py, which still
 compares our attachments with mail-parser's:
 
@@ -144,8 +144,8 @@ def parse_message(raw: bytes) -> ParsedMessage:
 def parse_headers(raw: bytes) -> ParsedMessage:
     """Only the header section of ``raw``: what the SMTP-time decisions need; never raises.
 
-    Sender, threading ids, Subject, Content-Type and every header, at a fifth of a full
-    parse's cost (bench/smtp_accept.py); text, html and attachments are empty.
+    Sender, threading ids, Subject, Content-Type and every header, for a fraction of a full
+    parse's cost; text, html and attachments are empty.
     """
     try:
         end = raw.find(b"\r\n\r\n")

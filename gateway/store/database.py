@@ -94,9 +94,8 @@ class DriverStatement:
     """A Core statement compiled once per dialect and run straight on the DBAPI cursor.
 
     For the statements every mail and webhook delivery runs while its sender waits
-    (gateway.store.replies, gateway.store.webhooks): there, SQLAlchemy's execution path cost several
-    times SQLite's own work (bench/smtp_accept.py, bench/webhook_ingest.py). The
-    SQL is still SQLAlchemy's, from the models; parameters named in ``keys`` go through their
+    (gateway.store.replies, gateway.store.webhooks): there, SQLAlchemy's execution path costs several
+    times SQLite's own work. The SQL is still SQLAlchemy's, from the models; parameters named in ``keys`` go through their
     columns' bind processors as SQLAlchemy would pass them; rows come back as the driver gives them
     (no result processing: read ids, strings and NULL tests only). No expanding IN lists.
     """
