@@ -1,6 +1,6 @@
 """Sandbox mode: the whole gateway on one machine with no GitHub App and no relay.
 
-GitHub is replaced by the emulator (github_app.emulator) with a generated App
+GitHub is replaced by the emulator (github_emulator) with a generated App
 key, and outbound mail goes to a local maildir. Part of the CLI layer: only the
 CLI and the demo import it. Everything it prints says GitHub is emulated.
 """
@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from gateway.config import Settings
-from github_app.emulator import GitHubEmulator
+from github_emulator import GitHubEmulator
 
 SANDBOX_APP_ID = 424242
 SANDBOX_INSTALLATION_ID = 4242

@@ -26,7 +26,7 @@ from github import Auth, Github, GithubException, GithubIntegration
 from github.GithubException import (BadCredentialsException, RateLimitExceededException,
                                     UnknownObjectException)
 
-from github_app.emulator import GitHubEmulator
+from github_emulator import GitHubEmulator
 
 APP_ID = 12345
 INSTALLATION = 4242
@@ -563,7 +563,7 @@ def test_stop_frees_port_and_data_dir(app_key):
 
 
 def test_standalone_main(tmp_path):
-    proc = subprocess.Popen([sys.executable, "-m", "github_app.emulator", "--app-id", "3",
+    proc = subprocess.Popen([sys.executable, "-m", "github_emulator", "--app-id", "3",
                              "--data-dir", str(tmp_path), "--repo", "acme/app"],
                             stdout=subprocess.PIPE, text=True,
                             cwd=Path(__file__).resolve().parents[1])
@@ -582,7 +582,7 @@ def test_standalone_main(tmp_path):
 def test_pull_from_a_branch_with_unrelated_history_is_refused_like_github(tmp_path):
     """GitHub answers 422 "no history in common", never a 500."""
     import requests
-    from github_app.emulator import GitHubEmulator
+    from github_emulator import GitHubEmulator
 
     with GitHubEmulator(app_id=1, app_public_key_pem=b"unused") as emu:
         emu.add_repo("o/r")

@@ -21,9 +21,9 @@ import requests
 from github import Auth, Github, GithubIntegration
 from github.GithubException import RateLimitExceededException
 
-from github_app.emulator import GitHubEmulator
-from github_app.emulator.faults import RATE_DOCS
-from github_app.emulator.limits import parse_limits
+from github_emulator import GitHubEmulator
+from github_emulator.faults import RATE_DOCS
+from github_emulator.limits import parse_limits
 from tests.support.github import SettableClock, app_key_pair
 
 APP_ID = 12345
@@ -381,7 +381,7 @@ def test_probability_is_checked(emu, p):
 # -- standalone --------------------------------------------------------------------------------
 
 def test_standalone_main_takes_limit_flags(tmp_path):
-    proc = subprocess.Popen([sys.executable, "-m", "github_app.emulator", "--data-dir",
+    proc = subprocess.Popen([sys.executable, "-m", "github_emulator", "--data-dir",
                              str(tmp_path), "--repo", "acme/app", "--content-limits", "1/60",
                              "--max-concurrent", "5", "--seed", "1"],
                             stdout=subprocess.PIPE, text=True,

@@ -15,7 +15,7 @@ from typing import Iterator
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from github_app.emulator import GitHubEmulator
+from github_emulator import GitHubEmulator
 
 APP_ID = "4242"
 REPO = "octo/widgets"

@@ -18,7 +18,7 @@ from gateway.config import Settings
 from gateway.flows.context import FlowContext, build_context
 from gateway.runner import LocalGateway, make_worker
 from gateway.store import Database
-from github_app.emulator import GitHubEmulator
+from github_emulator import GitHubEmulator
 from tests.support.github import app_key_pair
 from tests.support.smtp_sink import SmtpSink
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import requests
 
-from github_app.emulator import GitHubEmulator
+from github_emulator import GitHubEmulator
 from tests.support.github import app_key_pair
 from tests.support.harness import API_TOKEN, APP_ID, BOT, INSTALLATION_ID, REPO, SECRET, WEBHOOK_SECRET
 

@@ -1,4 +1,8 @@
-"""A GitHub REST + git smart-HTTP emulator for tests, benchmarks and the sandbox demo.
+"""A local stand-in for GitHub (REST + git smart HTTP) for tests, benchmarks and the sandbox demo.
+
+It is a test and sandbox double of GitHub, not part of the product: the gateway's GitHub adapter
+(``github_app``) is checked against it, so it shares no code with that adapter nor with the
+gateway (``gateway``, ``inbound``, ``outbound``) and knows only GitHub's wire format.
 
 It serves, on 127.0.0.1, the slice of GitHub a GitHub App uses to open, find, comment on and
 merge pull requests — App JWT and installation-token auth, rate-limit headers, GitHub's error
@@ -8,8 +12,7 @@ repositories, with injectable faults (5xx, primary/secondary rate limits, latenc
 tokens, dropped or late answers after the work was done, each optionally with a probability).
 PyGithub talks to it unchanged via ``base_url=emu.url``.
 
-It is not GitHub: no GraphQL, no forks, reviews, checks, labels or webhooks delivery; and it is
-not part of the gateway (it imports nothing from ``gateway``, ``inbound`` or ``outbound``).
+It is not GitHub: no GraphQL, no forks, reviews, checks, labels or webhooks delivery.
 
     emu = GitHubEmulator(app_id=1, app_public_key_pem=pem)
     emu.start(); emu.add_repo("octo-org/widgets"); emu.add_installation(7, "octo-org", ["octo-org/widgets"])

@@ -6,7 +6,8 @@ faults, the secondary rate limits it enforces (GitHub's values by default) and t
 ``emu.url`` is both PyGithub's ``base_url`` and the git remote root
 (``{url}/{owner}/{repo}.git``). It is not a GitHub clone: only the REST endpoints and git
 transport the gateway uses exist, and webhooks are not delivered (``sign_webhook`` helps tests
-build their own). It imports nothing from ``gateway``, ``inbound`` or ``outbound``.
+build their own). It shares no code with the product: nothing from ``github_app``, ``gateway``,
+``inbound`` or ``outbound``.
 """
 from __future__ import annotations
 

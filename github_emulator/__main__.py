@@ -1,4 +1,4 @@
-"""Run the GitHub emulator standalone: ``python -m github_app.emulator --port 8765``.
+"""Run the GitHub emulator standalone: ``python -m github_emulator --port 8765``.
 
 Seeds one installation with the given repositories, prints one JSON line (url, app_id,
 installation_id, private key file when one was generated) and serves until interrupted.
@@ -32,7 +32,7 @@ def _generate_keypair(out: Path) -> bytes:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m github_app.emulator", description=__doc__)
+    p = argparse.ArgumentParser(prog="python -m github_emulator", description=__doc__)
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=0, help="0 picks a free port")
     p.add_argument("--app-id", type=int, default=1)
