@@ -24,9 +24,9 @@ from sqlalchemy import select
 from gateway.flows.comment import has_marker
 from gateway.flows.context import FlowContext
 from gateway.flows.mail import queue_thread_mail
-from gateway.queue import ClaimedJob, JobKind, enqueue_rows, ring_after_commit
-from gateway.store import (Installation, Participant, Thread, WebhookDelivery, insert_or_ignore, thread_for_pull,
-                           utcnow)
+from gateway.queue import ClaimedJob, JobKind, enqueue
+from gateway.store import Installation, Participant, Thread, WebhookDelivery, thread_for_pull, utcnow
+from gateway.store.webhooks import ReceivedDelivery, delivery_log
 from outbound.compose import activity_content
 
 log = logging.getLogger("gateway.webhooks")
@@ -35,16 +35,12 @@ JOB = "handle_github_event"
 
 def receive(ctx: FlowContext, *, event: str, delivery_id: str, payload: dict, body: bytes) -> str:
     """'queued' or 'duplicate'. ``body`` is stored as GitHub sent it (``payload`` is it parsed)."""
-    row = {"delivery_id": delivery_id, "event": event, "action": payload.get("action"),
-           "payload": body.decode("utf-8"), "received_at": utcnow()}
-    # GitHub keeps every delivery and redelivers on request (Recent Deliveries, or the API): the
-    # commit does not wait for the disk, so one delivery costs no fsync (bench/webhook_ingest.py).
-    with ctx.db.driver_transaction(flush_on_commit=False) as tx:
-        # One statement decides first-or-redelivery, also when the same delivery races in twice.
-        if not insert_or_ignore(tx, WebhookDelivery, row, ("delivery_id",)):
+    delivery = ReceivedDelivery(delivery_id=delivery_id, event=event, action=payload.get("action"),
+                                payload=body.decode("utf-8"), received_at=utcnow())
+    with delivery_log(ctx.db) as deliveries:
+        if not deliveries.add(delivery):
             return "duplicate"
-        enqueue_rows(tx, JOB, [({"delivery_id": delivery_id}, None)], max_attempts=ctx.settings.job_max_attempts)
-    ring_after_commit(ctx.db)
+        enqueue(deliveries.transaction, JOB, {"delivery_id": delivery_id}, max_attempts=ctx.settings.job_max_attempts)
     return "queued"
 
 
