@@ -9,7 +9,7 @@ import threading
 import time
 from typing import Callable
 
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select
 
 from gateway.domain import JobStatus
 from gateway.flows.context import FlowContext
@@ -47,8 +47,7 @@ class HealthChecks:
 
     def _database(self) -> dict:
         try:
-            with self.ctx.db.session() as session:
-                session.execute(text("SELECT 1"))
+            with self.ctx.db.read_session() as session:
                 dead = session.scalar(select(func.count()).select_from(Job).where(Job.status == JobStatus.DEAD))
                 queued = session.scalar(select(func.count()).select_from(Job).where(Job.status == JobStatus.QUEUED))
             if current_revision(self.ctx.db) != self._schema_head:
