@@ -17,7 +17,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime
 from typing import TypeVar
 
@@ -129,7 +129,7 @@ class ReplyBook:
 
     def record(self, mail: ReceivedMail) -> int:
         """Store the message with its verdict; returns its inbound id."""
-        (inbound_id,) = _RECORD_INBOUND.execute(self.transaction, asdict(mail)).fetchone()
+        (inbound_id,) = _RECORD_INBOUND.execute(self.transaction, vars(mail)).fetchone()
         if mail.message_id and Verdict(mail.verdict).counts_as_received:
             self._received.add((mail.thread_id, mail.message_id))
         return inbound_id

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime
 
 from gateway.store.database import Database, DriverTransaction, insert_or_ignore
@@ -36,7 +36,7 @@ class DeliveryLog:
     def add(self, delivery: ReceivedDelivery) -> bool:
         """True the first time this delivery id is seen; False for a redelivery (no second effect),
         also when the same delivery races in twice."""
-        return insert_or_ignore(self.transaction, WebhookDelivery, asdict(delivery), ("delivery_id",))
+        return insert_or_ignore(self.transaction, WebhookDelivery, vars(delivery), ("delivery_id",))
 
 
 @contextmanager
