@@ -8,3 +8,4 @@ from gateway.store.database import (Database, DriverStatement, DriverTransaction
 from gateway.store.models import (Base, GitHubWrite, InboundMessage, Installation, InstallationToken,  # noqa: F401
                                   Job, OutboundMail, Participant, PullRequestRequest, Thread, UTCDateTime,
                                   WebhookDelivery, new_id, thread_for_pull, utcnow)
+from gateway.store.github import DatabaseTokenCache, DatabaseWriteLog  # noqa: F401
