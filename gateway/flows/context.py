@@ -1,8 +1,11 @@
 """The composition root: builds the adapters from settings and hands them to flows.
 
 This is the one place that knows inbound, outbound and github_app together
-(with the rest of gateway.flows). Tests build a FlowContext the same way,
-pointing GitHub at the emulator and the relay at an SMTP sink.
+(with the rest of gateway.flows). An adapter that keeps state declares what it
+needs (github_app's TokenCache and WriteLog) and is handed the store's
+implementation here, so the adapters never import the store. Tests build a
+FlowContext the same way, pointing GitHub at the emulator and the relay at an
+SMTP sink.
 """
 from __future__ import annotations
 

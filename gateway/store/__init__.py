@@ -1,5 +1,6 @@
-"""The system of record: tables (``models``), the database handle (``database``), and the
-domain reads and writes that flows call where plain ORM code would cost a waiting client too much.
+"""The system of record: tables (``models``), the database handle (``database``), what the
+GitHub adapter keeps here (``github``: its token cache and write log), and the domain reads and
+writes that flows call where plain ORM code would cost a waiting client too much.
 
 Flows import from here; which SQL path a function takes is the store's business.
 """
