@@ -35,7 +35,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (code_version, database_argument, database_label, machine, print_rows,  # noqa: E402
                      reply_messages, send_smtp, start_stack)
 
-GITHUB_LIMITS = ((80, 60.0), (500, 3600.0))
+from gateway.config import write_limits_setting  # noqa: E402
+from github_app.pacing import DEFAULT_LIMITS as GITHUB_LIMITS  # noqa: E402
 
 
 def best_schedule(n: int, limits: tuple[tuple[int, float], ...]) -> list[float]:
@@ -71,7 +72,7 @@ def main() -> None:
     from tests.support.harness import INSTALLATION_ID, REPO
 
     limits = tuple((count, window / args.scale) for count, window in GITHUB_LIMITS)
-    limits_setting = ",".join(f"{count}/{window:g}" for count, window in limits)
+    limits_setting = write_limits_setting(limits)
     with tempfile.TemporaryDirectory(prefix="drain-") as tmp:
         stack = start_stack(Path(tmp), args.database)
         try:
@@ -137,7 +138,7 @@ def main() -> None:
         ("machine", machine()),
         ("code", code_version()),
         ("database", database_label(args.database)),
-        ("limits (emulator and pacing)", f"{limits_setting}  (GitHub's 80/60,500/3600 with windows / {args.scale:g})"),
+        ("limits (emulator and pacing)", f"{limits_setting}  (GitHub's {write_limits_setting(GITHUB_LIMITS)} with windows / {args.scale:g})"),
         ("burst", f"{args.n} replies to {args.prs} PRs, {args.clients} SMTP clients, "
                   f"{args.threads} worker threads"),
         ("accepted (250)", f"{accepted} in {accepted_at:.2f} s"),

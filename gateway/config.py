@@ -15,6 +15,8 @@ from urllib.parse import urlsplit
 
 from dotenv import dotenv_values
 
+from github_app.pacing import DEFAULT_LIMITS
+
 
 class ConfigError(Exception):
     """A setting is missing or malformed; the message is one line naming it."""
@@ -59,13 +61,17 @@ def _float(name: str, value: str | None, default: float | None, minimum: float, 
     return number
 
 
-# GitHub's documented secondary limits for content-creating requests (REST API rate limits page).
-GITHUB_WRITE_LIMITS = "80/60,500/3600"
+def write_limits_setting(limits: tuple[tuple[int, float], ...]) -> str:
+    """The GATEWAY_GITHUB_WRITE_LIMITS text for ``limits``: GitHub's own read ``80/60,500/3600``."""
+    return ",".join(f"{count}/{window:g}" for count, window in limits) or "off"
 
 
 def _write_limits(name: str, value: str | None) -> tuple[tuple[int, float], ...]:
-    """``"80/60,500/3600"``: at most 80 writes in any 60 s and 500 in any 3600 s; ``off``: none."""
-    text = (value or GITHUB_WRITE_LIMITS).strip()
+    """``COUNT/SECONDS[,...]``: ``80/60`` allows at most 80 writes in any 60 s; ``off``: none.
+    Unset: GitHub's documented secondary limits, which github_app.pacing knows."""
+    if not value:
+        return DEFAULT_LIMITS
+    text = value.strip()
     if text.lower() in ("off", "none", "0"):
         return ()
     limits = []
@@ -118,7 +124,7 @@ class Settings:
     job_backoff_cap_seconds: float = 3600.0
     worker_poll_seconds: float | None = None  # None: 0.1 s on SQLite (no cross-process wake-up), 1 s on PostgreSQL
     worker_threads: int = 2
-    github_write_limits: tuple[tuple[int, float], ...] = ((80, 60.0), (500, 3600.0))
+    github_write_limits: tuple[tuple[int, float], ...] = DEFAULT_LIMITS
     github_timeout_seconds: float = 15.0
     allow_local_sources: bool = False
     github_app_id: str | None = None

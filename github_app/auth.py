@@ -1,9 +1,9 @@
-"""The App's identity: its JWT, and installation tokens cached in the database.
+"""The App's identity: its JWT, and installation tokens kept in a cache the caller provides.
 
-Its sole purpose is to turn the App's private key into installation access tokens and keep them:
-encrypted at rest (``token_cipher``), shared by every process through the database, refreshed
-some minutes before GitHub expires them, dropped on a 401 or when an installation goes away.
-It also answers the few questions only the App JWT can ask (which installation covers a
+Its sole purpose is to turn the App's private key into installation access tokens and keep them
+in a ``TokenCache`` (the gateway's shares them between processes and encrypts them at rest),
+refreshed some minutes before GitHub expires them, dropped on a 401 or when an installation goes
+away. It also answers the few questions only the App JWT can ask (which installation covers a
 repository, is the App configured right, what is its slug). It does not call repository
 endpoints: that is :mod:`github_app.client`.
 """
@@ -11,23 +11,37 @@ from __future__ import annotations
 
 import math
 from datetime import datetime, timedelta, timezone
-from typing import Callable, Sequence
+from typing import Callable, Protocol
 
 import jwt
-from cryptography.fernet import InvalidToken
 from github import Auth, GithubIntegration
 from github.GithubException import GithubException
-from sqlalchemy import delete
-from sqlalchemy.dialects import postgresql, sqlite
 
 from gateway.errors import PermanentError
-from gateway.signing import token_cipher
-from gateway.store import Database, InstallationToken, utcnow
 
 from .errors import CREDENTIALS_REFUSED, github_message, translate
 
 JWT_BACKDATE = timedelta(seconds=60)   # GitHub's advice against clock drift
 JWT_LIFETIME = timedelta(minutes=9)    # GitHub allows at most 10
+
+
+def _utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class TokenCache(Protocol):
+    """Where installation tokens outlive one process: plaintext in, plaintext out.
+
+    How the tokens are kept (and protected) is the cache's business. ``put`` replaces any token
+    the installation had, and must not fail when another process stores one at the same moment.
+    """
+
+    def get(self, installation_id: int) -> tuple[str, datetime] | None:
+        """The cached token and when GitHub expires it, or None if there is none it can read."""
+
+    def put(self, installation_id: int, token: str, expires_at: datetime) -> None: ...
+
+    def drop(self, installation_id: int) -> None: ...
 
 
 def app_jwt(app_id: str, private_key_pem: str, now: datetime) -> str:
@@ -39,16 +53,14 @@ def app_jwt(app_id: str, private_key_pem: str, now: datetime) -> str:
 
 
 class InstallationTokens:
-    """Installation tokens cached in the database, encrypted at rest (token_cipher(secrets)),
-    refreshed at least ``refresh_margin`` before expiry."""
+    """Installation tokens kept in ``cache``, refreshed at least ``refresh_margin`` before expiry."""
 
-    def __init__(self, db: Database, *, app_id: str, private_key: str, secrets: Sequence[str],
-                 api_url: str, clock: Callable[[], datetime] = utcnow,
+    def __init__(self, cache: TokenCache, *, app_id: str, private_key: str, api_url: str,
+                 clock: Callable[[], datetime] = _utcnow,
                  refresh_margin: timedelta = timedelta(minutes=5), timeout: float = 15):
-        self._db = db
+        self._cache = cache
         self._app_id = str(app_id)
         self._private_key = private_key
-        self._cipher = token_cipher(secrets)
         self.api_url = api_url.rstrip("/")
         self._clock = clock
         self._margin = refresh_margin
@@ -61,25 +73,16 @@ class InstallationTokens:
     # -- installation tokens --------------------------------------------------------------------
     def get(self, installation_id: int) -> str:
         """A token for the installation valid for at least the refresh margin."""
-        now = self._clock()
-        with self._db.session() as session:
-            row = session.get(InstallationToken, installation_id)
-            if row is not None and row.expires_at - self._margin > now:
-                try:
-                    return self._cipher.decrypt(row.token_ciphertext.encode()).decode()
-                except InvalidToken:
-                    pass  # encrypted under a key no longer configured: fetch a new one
+        cached = self._cache.get(installation_id)
+        if cached is not None and cached[1] - self._margin > self._clock():
+            return cached[0]
         token, expires_at = self._fetch(installation_id)
-        ciphertext = self._cipher.encrypt(token.encode()).decode()
-        with self._db.session() as session:
-            _store(session, installation_id, ciphertext, expires_at, now)
+        self._cache.put(installation_id, token, expires_at)
         return token
 
     def invalidate(self, installation_id: int) -> None:
         """Forget the cached token (after a 401, or when the installation is deleted/suspended)."""
-        with self._db.session() as session:
-            session.execute(delete(InstallationToken)
-                            .where(InstallationToken.installation_id == installation_id))
+        self._cache.drop(installation_id)
 
     def _fetch(self, installation_id: int) -> tuple[str, datetime]:
         try:
@@ -143,21 +146,6 @@ class InstallationTokens:
         return GithubIntegration(auth=auth, base_url=self.api_url,
                                  timeout=pygithub_timeout(self.timeout), retry=None, seconds_between_requests=None,
                                  seconds_between_writes=None)
-
-
-def _store(session, installation_id: int, ciphertext: str, expires_at: datetime,
-           now: datetime) -> None:
-    """Insert or replace the cached row; two processes refreshing at once must not collide."""
-    values = {"installation_id": installation_id, "token_ciphertext": ciphertext,
-              "expires_at": expires_at, "updated_at": now}
-    dialect = session.get_bind().dialect.name
-    if dialect in ("postgresql", "sqlite"):
-        insert = (postgresql if dialect == "postgresql" else sqlite).insert(InstallationToken)
-        session.execute(insert.values(**values).on_conflict_do_update(
-            index_elements=[InstallationToken.installation_id],
-            set_={k: v for k, v in values.items() if k != "installation_id"}))
-    else:
-        session.merge(InstallationToken(**values))
 
 
 def pygithub_timeout(timeout: float) -> int:

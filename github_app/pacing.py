@@ -2,31 +2,53 @@
 
 GitHub lets an installation make at most 80 content-creating requests in any minute and 500 in any
 hour, and it also punishes bursts. Its sole purpose is to hand out write slots that respect those
-limits, however many worker threads and processes share the database. Every slot handed out is
-logged in ``github_writes``. A new slot comes no sooner than ``interval`` after the previous one (the
-fastest limit's even pace, so requests never bunch up), and, for each ``(count, window)`` limit, no
-sooner than the count-th most recent slot plus the window: the windows slide exactly, so the hourly
-budget holds even though the minute pace alone would allow far more. Both carry a ``safety`` margin
-for the jitter between taking a slot and the request reaching GitHub. Reservations for one
-installation are serialised on its ``installations`` row (SELECT ... FOR UPDATE; on SQLite the
-writer lock). A slot a little ahead is waited for here, after the commit; a slot more than
-``max_wait`` ahead becomes a Deferred (a TransientError that spends no job attempt) without
-reserving, so the job queue waits instead of a worker thread. It does not make requests and does
-not know which requests create content.
+limits, however many worker threads and processes share one ``WriteLog``, where every slot handed
+out is logged. A new slot comes no sooner than ``interval`` after the previous one (the fastest
+limit's even pace, so requests never bunch up), and, for each ``(count, window)`` limit, no sooner
+than the count-th most recent slot plus the window: the windows slide exactly, so the hourly budget
+holds even though the minute pace alone would allow far more. Both carry a ``safety`` margin for
+the jitter between taking a slot and the request reaching GitHub. Reservations for one installation
+are serialised by the log's lock, held from reading the log until the new slot is committed, so two
+reservers never take the same slot. A slot a little ahead is waited for here, after the commit; a
+slot more than ``max_wait`` ahead becomes a Deferred (a TransientError that spends no job attempt)
+without reserving, so the job queue waits instead of a worker thread. It does not make requests,
+does not know which requests create content, and does not know where the log is kept.
 """
 from __future__ import annotations
 
 import time
-from datetime import datetime, timedelta
-from typing import Callable, Iterable
-
-from sqlalchemy import delete, select
+from datetime import datetime, timedelta, timezone
+from typing import Callable, ContextManager, Iterable, Protocol
 
 from gateway.errors import Deferred
-from gateway.store import Database, GitHubWrite, Installation, insert_or_ignore, utcnow
+
+def _utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
 
 # GitHub's documented secondary limits for content-creating requests: (count, window seconds).
 DEFAULT_LIMITS: tuple[tuple[int, float], ...] = ((80, 60.0), (500, 3600.0))
+
+
+class InstallationLog(Protocol):
+    """One installation's logged slots, locked by the holder until it commits."""
+
+    def prune(self, before: datetime) -> None:
+        """Forget the slots logged before ``before``."""
+
+    def nth_latest(self, n: int) -> datetime | None:
+        """The n-th most recent logged slot (1 = the last one), or None if there are fewer."""
+
+    def add(self, at: datetime) -> None:
+        """Log a slot at ``at``."""
+
+
+class WriteLog(Protocol):
+    """The slots handed out, per installation, shared by every process that writes to GitHub."""
+
+    def locked(self, installation_id: int) -> ContextManager[InstallationLog]:
+        """The installation's log, held against every other reserver until the block exits; its
+        changes are kept on a normal exit and discarded when the block raises."""
 
 
 class WritePacer:
@@ -35,13 +57,13 @@ class WritePacer:
     ``limits=()`` switches pacing off: ``reserve`` returns at once and writes nothing.
     """
 
-    def __init__(self, db: Database, *, limits: Iterable[tuple[int, float]] = DEFAULT_LIMITS,
+    def __init__(self, log: WriteLog, *, limits: Iterable[tuple[int, float]] = DEFAULT_LIMITS,
                  safety: float = 0.02, max_wait: timedelta = timedelta(seconds=5),
-                 clock: Callable[[], datetime] = utcnow,
+                 clock: Callable[[], datetime] = _utcnow,
                  sleep: Callable[[float], None] = time.sleep):
         if safety < 0:
             raise ValueError(f"safety must not be negative, got {safety!r}")
-        self._db = db
+        self._log = log
         self.safety = safety
         self.limits = limits
         self.max_wait = max_wait
@@ -54,7 +76,7 @@ class WritePacer:
 
     @limits.setter
     def limits(self, limits: Iterable[tuple[int, float]]) -> None:
-        # Settable after construction (a benchmark switches pacing off); derived spacings follow.
+        # Settable after construction (pacing can be switched off); derived spacings follow.
         limits = tuple((int(count), float(window)) for count, window in limits)
         for count, window in limits:
             if count < 1 or window <= 0:
@@ -73,18 +95,16 @@ class WritePacer:
         """Return when this process may send one content-creating request for the installation."""
         if not self._windows:
             return
-        with self._db.session() as session:
-            _lock_installation(session, installation_id)
+        with self._log.locked(installation_id) as log:
             now = self._clock()   # read under the lock: waiting for it took time
-            session.execute(delete(GitHubWrite).where(GitHubWrite.installation_id == installation_id,
-                                                      GitHubWrite.at < now - self._horizon))
-            slot, allowed = self._earliest_slot(session, installation_id, now)
+            log.prune(before=now - self._horizon)
+            slot, allowed = self._earliest_slot(log, now)
             wait = slot - now
             if wait > self.max_wait:
                 seconds = wait.total_seconds()
                 raise Deferred(f"Pacing GitHub writes for installation {installation_id}: "
                                      f"next free slot in {seconds:.0f} s", retry_after=seconds)
-            session.add(GitHubWrite(installation_id=installation_id, at=self._logged(slot, allowed)))
+            log.add(self._logged(slot, allowed))
         # The slot is ours once committed; wait for it outside the transaction.
         if wait > timedelta(0):
             self._sleep(wait.total_seconds())
@@ -99,35 +119,17 @@ class WritePacer:
         """
         return max(allowed, slot - self.catch_up) if slot > allowed else slot
 
-    def _earliest_slot(self, session, installation_id: int, now: datetime) -> tuple[datetime, datetime]:
+    def _earliest_slot(self, log: InstallationLog, now: datetime) -> tuple[datetime, datetime]:
         """The first moment from ``now`` that keeps the spacing and every window, and the first
         moment the log alone allows (earlier than ``now`` when the slot came late)."""
-        def latest(n: int) -> datetime | None:
-            """The n-th most recent logged slot (1 = the last one)."""
-            return session.scalars(select(GitHubWrite.at)
-                                   .where(GitHubWrite.installation_id == installation_id)
-                                   .order_by(GitHubWrite.at.desc()).offset(n - 1).limit(1)).first()
-
-        last = latest(1)
+        last = log.nth_latest(1)
         if last is None:
             return now, now
         allowed = last + self.interval
         for count, window in self._windows:
             # Fewer than ``count`` slots may lie in (slot - window, slot].
-            oldest = latest(count)
+            oldest = log.nth_latest(count)
             if oldest is not None:
                 allowed = max(allowed, oldest + window)
         return max(now, allowed), allowed
 
-
-def _lock_installation(session, installation_id: int) -> None:
-    """Hold the installation's row until commit, creating it if missing: one reserver at a time."""
-    query = select(Installation.id).where(Installation.id == installation_id).with_for_update()
-    if session.execute(query).first() is None:
-        _ensure_row(session, installation_id)
-        session.execute(query).one()
-
-
-def _ensure_row(session, installation_id: int) -> None:
-    """Create the Installation row if missing, without failing when another process races us."""
-    insert_or_ignore(session, Installation, {"id": installation_id, "updated_at": utcnow()}, ("id",))

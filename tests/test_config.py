@@ -1,6 +1,9 @@
+from pathlib import Path
+
 import pytest
 
-from gateway.config import ConfigError, Settings
+from gateway.config import ConfigError, Settings, write_limits_setting
+from github_app.pacing import DEFAULT_LIMITS
 
 
 def test_defaults_are_the_documented_ones(tmp_path):
@@ -68,3 +71,13 @@ def test_public_url_must_be_https_outside_the_sandbox():
            "GATEWAY_PUBLIC_URL": "http://gateway.example.com"}
     with pytest.raises(ConfigError, match="^GATEWAY_PUBLIC_URL: required, the https://"):
         Settings.from_env(env, env_file=None).require_for_service()
+
+
+def test_github_write_limits_default_is_githubs_as_documented():
+    default = Settings.from_env({}, env_file=None).github_write_limits
+    assert default == DEFAULT_LIMITS == ((80, 60.0), (500, 3600.0))
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    assert f"| `GATEWAY_GITHUB_WRITE_LIMITS` | `{write_limits_setting(default)}` |" in readme
+    explicit = Settings.from_env({"GATEWAY_GITHUB_WRITE_LIMITS": "80/60,500/3600"}, env_file=None)
+    assert explicit.github_write_limits == default
+    assert Settings.from_env({"GATEWAY_GITHUB_WRITE_LIMITS": "off"}, env_file=None).github_write_limits == ()

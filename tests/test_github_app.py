@@ -11,7 +11,8 @@ import pytest
 from sqlalchemy import func, select
 
 from gateway.errors import Deferred, PermanentError, TransientError
-from gateway.store import Database, GitHubWrite, Installation, InstallationToken
+from gateway.store import (Database, DatabaseTokenCache, DatabaseWriteLog, GitHubWrite, Installation,
+                           InstallationToken)
 from github_app.auth import InstallationTokens, app_jwt
 from github_app.client import GitHubApp, MergeRefused
 from github_app.pacing import WritePacer
@@ -33,8 +34,8 @@ def emu(clock):
 
 def make_tokens(db, emu, clock, **options) -> InstallationTokens:
     private, _ = app_key_pair()
-    return InstallationTokens(db, app_id=APP_ID, private_key=private, secrets=SECRETS,
-                              api_url=emu.url, clock=clock.now, **options)
+    return InstallationTokens(DatabaseTokenCache(db, SECRETS, clock=clock.now), app_id=APP_ID,
+                              private_key=private, api_url=emu.url, clock=clock.now, **options)
 
 
 def make_app(db, emu, clock, pacer=None) -> GitHubApp:
@@ -104,6 +105,18 @@ def test_invalidate_drops_cached_row(db, emu, tokens):
     assert token_requests(emu) == 2
 
 
+def test_token_cache_reads_rows_under_a_previous_key_and_drops_unknown_keys(db):
+    expires = datetime(2025, 3, 1, 13, 0, tzinfo=timezone.utc)
+    DatabaseTokenCache(db, ["old-key-0123456789abcdef0123456789"]).put(INSTALLATION_ID, "ghs_abc", expires)
+    rotated = DatabaseTokenCache(db, ["new-key-0123456789abcdef0123456789", "old-key-0123456789abcdef0123456789"])
+    assert rotated.get(INSTALLATION_ID) == ("ghs_abc", expires)
+    assert DatabaseTokenCache(db, ["new-key-0123456789abcdef0123456789"]).get(INSTALLATION_ID) is None
+    rotated.put(INSTALLATION_ID, "ghs_def", expires)       # replaces the row
+    assert rotated.get(INSTALLATION_ID) == ("ghs_def", expires)
+    rotated.drop(INSTALLATION_ID)
+    assert rotated.get(INSTALLATION_ID) is None
+
+
 def test_unknown_installation_is_permanent(tokens):
     with pytest.raises(PermanentError, match="installation 999 not found"):
         tokens.get(999)
@@ -158,8 +171,8 @@ def test_check_and_slug(tokens):
 
 
 def test_check_with_wrong_key_is_permanent(db, emu, clock):
-    other = InstallationTokens(db, app_id="9999", private_key=app_key_pair()[0], secrets=SECRETS,
-                               api_url=emu.url, clock=clock.now)
+    other = InstallationTokens(DatabaseTokenCache(db, SECRETS), app_id="9999",
+                               private_key=app_key_pair()[0], api_url=emu.url, clock=clock.now)
     with pytest.raises(PermanentError, match="GITHUB_APP_ID"):
         other.check()
 
@@ -269,8 +282,8 @@ def test_timeout_is_transient(db, emu, clock):
 def test_unreachable_github_is_transient(db, clock):
     with emulator(clock) as emu:
         url = emu.url
-    tokens = InstallationTokens(db, app_id=APP_ID, private_key=app_key_pair()[0],
-                                secrets=SECRETS, api_url=url, clock=clock.now)
+    tokens = InstallationTokens(DatabaseTokenCache(db, SECRETS), app_id=APP_ID,
+                                private_key=app_key_pair()[0], api_url=url, clock=clock.now)
     with pytest.raises(TransientError, match="Could not reach GitHub"):
         tokens.get(INSTALLATION_ID)
 
@@ -389,7 +402,7 @@ def assert_within(slots: list[float], limits, *, spacing: float) -> None:
 
 def test_pacer_spaces_writes_at_the_minute_limits_pace(db):
     fake = FakeTime()
-    pacer = WritePacer(db, clock=fake.clock, sleep=fake.sleep)   # GitHub's limits: 80/60 s, 500/3600 s
+    pacer = WritePacer(DatabaseWriteLog(db), clock=fake.clock, sleep=fake.sleep)   # 80/60 s, 500/3600 s
     assert pacer.interval == timedelta(seconds=0.765)            # 60/80 s plus 2 %
     for _ in range(4):
         pacer.reserve(INSTALLATION_ID)
@@ -399,7 +412,7 @@ def test_pacer_spaces_writes_at_the_minute_limits_pace(db):
 
 def test_pacer_a_slot_taken_late_is_made_up_for_within_the_margin(db):
     fake = FakeTime()
-    pacer = WritePacer(db, clock=fake.clock, sleep=fake.sleep)
+    pacer = WritePacer(DatabaseWriteLog(db), clock=fake.clock, sleep=fake.sleep)
     assert pacer.catch_up == timedelta(seconds=0.3825)           # half a step (< 2 % of 60 s)
     pacer.reserve(INSTALLATION_ID)                               # slot 0
     fake.now += timedelta(seconds=0.965)                         # the next worker came 0.2 s late
@@ -417,7 +430,8 @@ def test_pacer_with_late_workers_keeps_the_real_send_times_within_the_limits(db)
 
     rng = random.Random(6)
     fake = FakeTime()
-    pacer = WritePacer(db, clock=fake.clock, sleep=fake.sleep, max_wait=timedelta(hours=2))
+    pacer = WritePacer(DatabaseWriteLog(db), clock=fake.clock, sleep=fake.sleep,
+                       max_wait=timedelta(hours=2))
     sent = []
     for _ in range(600):
         fake.now += timedelta(seconds=rng.choice((0, 0, 0.05, 0.3, 1.0)))   # busy workers, now and then
@@ -429,8 +443,8 @@ def test_pacer_with_late_workers_keeps_the_real_send_times_within_the_limits(db)
 
 def test_pacer_waits_for_a_slot_to_leave_the_long_window(db):
     fake = FakeTime()
-    pacer = WritePacer(db, limits=SCALED, max_wait=timedelta(seconds=60), clock=fake.clock,
-                       sleep=fake.sleep)
+    pacer = WritePacer(DatabaseWriteLog(db), limits=SCALED, max_wait=timedelta(seconds=60),
+                       clock=fake.clock, sleep=fake.sleep)
     for _ in range(7):
         pacer.reserve(INSTALLATION_ID)
     # Five slots at the short pace fill the 10 s budget; the sixth waits until the first is
@@ -445,8 +459,8 @@ def test_pacer_waits_for_a_slot_to_leave_the_long_window(db):
 def test_pacer_beyond_max_wait_is_transient_and_reserves_nothing(db):
     now = T0
     sleep = RecordingSleep()
-    pacer = WritePacer(db, limits=SCALED, max_wait=timedelta(seconds=5), clock=lambda: now,
-                       sleep=sleep)
+    pacer = WritePacer(DatabaseWriteLog(db), limits=SCALED, max_wait=timedelta(seconds=5),
+                       clock=lambda: now, sleep=sleep)
     for _ in range(5):
         pacer.reserve(INSTALLATION_ID)                     # slots 0 .. 1.36 s
     assert sleep.calls == [pytest.approx(s) for s in (0.34, 0.68, 1.02, 1.36)]
@@ -468,8 +482,8 @@ def test_pacer_beyond_max_wait_is_transient_and_reserves_nothing(db):
 
 def test_pacer_installations_are_independent(db):
     sleep = RecordingSleep()
-    pacer = WritePacer(db, limits=SCALED, max_wait=timedelta(seconds=5), clock=lambda: T0,
-                       sleep=sleep)
+    pacer = WritePacer(DatabaseWriteLog(db), limits=SCALED, max_wait=timedelta(seconds=5),
+                       clock=lambda: T0, sleep=sleep)
     for _ in range(5):
         pacer.reserve(INSTALLATION_ID)
     with pytest.raises(TransientError):
@@ -490,8 +504,8 @@ def test_pacer_concurrent_reservations_get_distinct_slots_within_limits(db):
     # Half the threads share the test's Database, half have their own engine and connections
     # (as separate processes would).
     own = [Database(db.url) for _ in range(4)]
-    pacers = [WritePacer(d, limits=SCALED, max_wait=timedelta(seconds=60), clock=lambda: T0,
-                         sleep=sleep) for d in [db] * 4 + own]
+    pacers = [WritePacer(DatabaseWriteLog(d), limits=SCALED, max_wait=timedelta(seconds=60),
+                         clock=lambda: T0, sleep=sleep) for d in [db] * 4 + own]
     barrier = threading.Barrier(len(pacers))
 
     def reserve(pacer):
@@ -519,7 +533,7 @@ def _reserve_in_process(url: str, results) -> None:
     sleep = RecordingSleep()
     database = Database(url)
     try:
-        pacer = WritePacer(database, limits=SCALED, max_wait=timedelta(seconds=60),
+        pacer = WritePacer(DatabaseWriteLog(database), limits=SCALED, max_wait=timedelta(seconds=60),
                            clock=lambda: T0, sleep=sleep)
         pacer.reserve(INSTALLATION_ID)
         pacer.reserve(INSTALLATION_ID)
@@ -547,7 +561,7 @@ def test_pacer_shares_one_schedule_across_processes(db):
 
 def test_pacer_drains_a_burst_of_500_near_the_best_rate(db):
     fake = FakeTime()
-    pacer = WritePacer(db, clock=fake.clock, sleep=fake.sleep)
+    pacer = WritePacer(DatabaseWriteLog(db), clock=fake.clock, sleep=fake.sleep)
     for _ in range(500):
         pacer.reserve(INSTALLATION_ID)                     # never refused: each waits 0.765 s
     elapsed = (fake.now - T0).total_seconds()
@@ -565,7 +579,7 @@ def test_pacer_drains_a_burst_of_500_near_the_best_rate(db):
 
 def test_pacer_off_never_sleeps_or_writes(db):
     sleep = RecordingSleep()
-    pacer = WritePacer(db, limits=(), clock=lambda: T0, sleep=sleep)
+    pacer = WritePacer(DatabaseWriteLog(db), limits=(), clock=lambda: T0, sleep=sleep)
     for _ in range(100):
         pacer.reserve(INSTALLATION_ID)
     assert sleep.calls == []
@@ -576,7 +590,7 @@ def test_pacer_off_never_sleeps_or_writes(db):
 
 def test_pacer_limits_can_be_switched_off_later(db):
     sleep = RecordingSleep()
-    pacer = WritePacer(db, clock=lambda: T0, sleep=sleep)
+    pacer = WritePacer(DatabaseWriteLog(db), clock=lambda: T0, sleep=sleep)
     pacer.reserve(INSTALLATION_ID)
     pacer.limits = ()
     pacer.reserve(INSTALLATION_ID)
@@ -587,14 +601,14 @@ def test_pacer_limits_can_be_switched_off_later(db):
 def test_pacer_rejects_nonsense_limits(db):
     for limits in (((0, 60.0),), ((80, 0.0),)):
         with pytest.raises(ValueError):
-            WritePacer(db, limits=limits)
+            WritePacer(DatabaseWriteLog(db), limits=limits)
     with pytest.raises(ValueError):
-        WritePacer(db, safety=-0.1)
+        WritePacer(DatabaseWriteLog(db), safety=-0.1)
 
 
 def test_pacer_prunes_rows_older_than_the_longest_window(db):
     fake = FakeTime()
-    pacer = WritePacer(db, limits=SCALED, clock=fake.clock, sleep=fake.sleep)
+    pacer = WritePacer(DatabaseWriteLog(db), limits=SCALED, clock=fake.clock, sleep=fake.sleep)
     for _ in range(3):
         pacer.reserve(INSTALLATION_ID)
     pacer.reserve(5)
@@ -608,7 +622,7 @@ def test_pacer_prunes_rows_older_than_the_longest_window(db):
 def test_pacer_keeps_existing_installation_row(db):
     with db.session() as session:
         session.add(Installation(id=INSTALLATION_ID, account="octo"))
-    WritePacer(db, clock=lambda: T0, sleep=RecordingSleep()).reserve(INSTALLATION_ID)
+    WritePacer(DatabaseWriteLog(db), clock=lambda: T0, sleep=RecordingSleep()).reserve(INSTALLATION_ID)
     with db.session() as session:
         assert session.get(Installation, INSTALLATION_ID).account == "octo"
     assert logged_slots(db) == [0.0]
@@ -617,7 +631,7 @@ def test_pacer_keeps_existing_installation_row(db):
 def test_client_paces_content_creation(db, emu, clock):
     sleep = RecordingSleep()
     fixed = clock.now()
-    pacer = WritePacer(db, clock=lambda: fixed, sleep=sleep)
+    pacer = WritePacer(DatabaseWriteLog(db), clock=lambda: fixed, sleep=sleep)
     app = make_app(db, emu, clock, pacer=pacer)
     number = open_pr(app)                                                    # slot 0
     app.post_comment(INSTALLATION_ID, REPO, number, "one", "<!-- m1 -->")   # slot 0.765 s

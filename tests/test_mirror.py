@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from gateway.errors import PermanentError, TransientError
+from gateway.store import DatabaseTokenCache
 from github_app.auth import InstallationTokens
 from github_app.client import GitHubApp
 from github_app.mirror import mirror_branch
@@ -48,8 +49,8 @@ def source(tmp_path, emu) -> Path:
 
 @pytest.fixture
 def app(db, emu):
-    tokens = InstallationTokens(db, app_id=APP_ID, private_key=app_key_pair()[0],
-                                secrets=SECRETS, api_url=emu.url, clock=SettableClock().now)
+    tokens = InstallationTokens(DatabaseTokenCache(db, SECRETS), app_id=APP_ID,
+                                private_key=app_key_pair()[0], api_url=emu.url, clock=SettableClock().now)
     return GitHubApp(tokens, api_url=emu.url, web_url=emu.url)
 
 

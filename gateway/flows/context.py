@@ -1,8 +1,11 @@
 """The composition root: builds the adapters from settings and hands them to flows.
 
 This is the one place that knows inbound, outbound and github_app together
-(with the rest of gateway.flows). Tests build a FlowContext the same way,
-pointing GitHub at the emulator and the relay at an SMTP sink.
+(with the rest of gateway.flows). An adapter that keeps state declares what it
+needs (github_app's TokenCache and WriteLog) and is handed the store's
+implementation here, so the adapters never import the store. Tests build a
+FlowContext the same way, pointing GitHub at the emulator and the relay at an
+SMTP sink.
 """
 from __future__ import annotations
 
@@ -12,7 +15,7 @@ from typing import Callable
 
 from gateway.config import Settings
 from gateway.signing import ReplyTokens
-from gateway.store import Database, utcnow
+from gateway.store import Database, DatabaseTokenCache, DatabaseWriteLog, utcnow
 from github_app.auth import InstallationTokens
 from github_app.client import GitHubApp
 from github_app.pacing import WritePacer
@@ -44,12 +47,13 @@ def build_context(settings: Settings, db: Database | None = None, *, clock: Call
     db = db or Database(settings.database_url)
     tokens = ReplyTokens(secrets=settings.secrets, domain=settings.reply_domain,
                          max_age=timedelta(days=settings.reply_max_age_days), clock=clock)
-    installations = InstallationTokens(db, app_id=settings.github_app_id or "",
+    installations = InstallationTokens(DatabaseTokenCache(db, settings.secrets, clock=clock),
+                                       app_id=settings.github_app_id or "",
                                        private_key=settings.github_app_private_key or "",
-                                       secrets=settings.secrets, api_url=settings.github_api_url, clock=clock,
+                                       api_url=settings.github_api_url, clock=clock,
                                        timeout=settings.github_timeout_seconds)
     github = GitHubApp(installations, api_url=settings.github_api_url, web_url=settings.github_web_url,
-                       pacer=WritePacer(db, limits=settings.github_write_limits, clock=clock),
+                       pacer=WritePacer(DatabaseWriteLog(db), limits=settings.github_write_limits, clock=clock),
                        timeout=settings.github_timeout_seconds)
     if relay is None:
         relay = (SmtpRelay(RelayConfig.from_url(settings.smtp_relay_url)) if settings.smtp_relay_url

@@ -14,8 +14,6 @@ from gateway.flows.github_events import Activity, mail_activity
 from gateway.store import Installation, PullRequestRequest, Thread
 from github_app.client import MergeRefused, MergeResult
 
-METHODS = ("merge", "squash", "rebase")
-
 
 class MergeNotPossible(Exception):
     def __init__(self, status: int, reason: str):

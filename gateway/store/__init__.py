@@ -1,5 +1,6 @@
-"""The system of record: tables (``models``), the database handle (``database``), and the
-domain reads and writes that flows call where plain ORM code would cost a waiting client too much.
+"""The system of record: tables (``models``), the database handle (``database``), what the
+GitHub adapter keeps here (``github``: its token cache and write log), and the domain reads and
+writes that flows call where plain ORM code would cost a waiting client too much.
 
 Flows import from here; which SQL path a function takes is the store's business.
 """
@@ -8,3 +9,4 @@ from gateway.store.database import (Database, DriverStatement, DriverTransaction
 from gateway.store.models import (Base, GitHubWrite, InboundMessage, Installation, InstallationToken,  # noqa: F401
                                   Job, OutboundMail, Participant, PullRequestRequest, Thread, UTCDateTime,
                                   WebhookDelivery, new_id, thread_for_pull, utcnow)
+from gateway.store.github import DatabaseTokenCache, DatabaseWriteLog  # noqa: F401

@@ -190,7 +190,7 @@ class InstallationToken(Base):
 class Installation(Base):
     """What we know of an App installation: suspension pauses its jobs.
 
-    Its row is also the lock that serialises GitHub write-slot reservations (github_app.pacing).
+    Its row is also the lock that serialises GitHub write-slot reservations (store.github.DatabaseWriteLog).
     """
 
     __tablename__ = "installations"

@@ -10,6 +10,7 @@ from gateway.flows import merge, open_pr
 from gateway.flows.pr_request import InvalidRequest, parse_pull_request_request
 from gateway.web.auth import require_api_token
 from gateway.web.errors import ApiError
+from github_app.client import MERGE_METHODS
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 
@@ -76,8 +77,8 @@ def merge_pull_request(request_id: str):
         raise ApiError(422, "invalid request", {"body": "expected a JSON object"})
     fields = {name: "unknown field" for name in set(data) - {"method", "expected_head_sha"}}
     method = data.get("method", "squash")
-    if method not in merge.METHODS:
-        fields["method"] = f"must be one of {', '.join(merge.METHODS)}"
+    if method not in MERGE_METHODS:
+        fields["method"] = f"must be one of {', '.join(MERGE_METHODS)}"
     sha = data.get("expected_head_sha")
     if sha is not None and not (isinstance(sha, str) and re.fullmatch(r"[0-9a-f]{40}", sha)):
         fields["expected_head_sha"] = "must be a 40-character hex commit SHA"
