@@ -73,14 +73,13 @@ YEAR = 365 * 24 * 3600
 
 
 # == THE OPERATIONS ===============================================================================
-# The only place that names the gateway's flow API (ReplyPipeline, Worker, receive, Envelope). Their
-# names are being refactored elsewhere: whoever merges adapts this section only.
+# The only place that names the gateway's flow API (ReplyDoor, Worker, receive, Envelope).
 # `prepare(i)` builds the argument of call i (untimed), `call(arg)` is the timed call, `check(result)`
 # returns a problem or None, `after(result)` tidies up (untimed).
 
 def operations(fx: "Fixture") -> dict[str, "Operation"]:
     from gateway.flows.github_events import receive
-    from gateway.flows.reply import ReplyPipeline
+    from gateway.flows.receive_reply import ReplyDoor
     from gateway.runner import make_worker
     from inbound.handler import Envelope
 
@@ -95,7 +94,7 @@ def operations(fx: "Fixture") -> dict[str, "Operation"]:
         raw = fx.reply_message(target, i)
         envelope = Envelope(mail_from=target.email, rcpt_tos=(fx.reply_address(target),), content=raw,
                             peer="127.0.0.1", helo="client.example.org")
-        return ReplyPipeline(fx.ctx), [envelope]
+        return ReplyDoor(fx.ctx), [envelope]
 
     def webhook(i: int):
         payload, body = fx.webhook_event(fx.target(i), i)
@@ -108,14 +107,14 @@ def operations(fx: "Fixture") -> dict[str, "Operation"]:
             check=lambda job: None if job is not None else "no due job was claimed",
             after=finish),
         "RCPT check": Operation(
-            prepare=lambda i: (ReplyPipeline(fx.ctx), fx.reply_address(fx.target(i))),
+            prepare=lambda i: (ReplyDoor(fx.ctx), fx.reply_address(fx.target(i))),
             call=lambda arg: arg[0].check_recipient(arg[1]),
-            check=lambda decision: None if decision.accepted else f"refused: {decision.smtp()} ({decision.reason})"),
+            check=lambda answer: None if answer.accepted else f"refused: {answer.outcome} ({answer.reason})"),
         "DATA decision": Operation(
             prepare=reply,
             call=lambda arg: arg[0].deliver_many(arg[1]),
-            check=lambda decisions: None if decisions[0].accepted and decisions[0].reason == "queued"
-            else f"not queued: {decisions[0].smtp()} ({decisions[0].reason})"),
+            check=lambda answers: None if answers[0].accepted and answers[0].reason == "queued"
+            else f"not queued: {answers[0].outcome} ({answers[0].reason})"),
         "webhook delivery": Operation(
             prepare=webhook,
             call=lambda kwargs: receive(fx.ctx, **kwargs),
