@@ -1,40 +1,32 @@
-"""The durable job queue and the worker that runs it.
+"""Running jobs: the loop, the outcome of each attempt, the lease's heartbeat, dead letters.
 
-A job row is written in the same transaction as the data that asks for it, so a
-crash can lose neither. Workers claim a job with a lease (FOR UPDATE SKIP
-LOCKED on PostgreSQL; SQLite serialises writers), renewed by a heartbeat while
-the job runs, so a worker that dies leaves its job to be claimed again once the
-lease runs out, and a slow job is never taken by a second worker. An outcome is
-recorded only by the worker still holding the lease. Failures are retried with
-exponential backoff and full jitter, or after the delay the other side asked for;
-a job that keeps failing, or fails for good, is dead-lettered with its reason and
-can be retried by an operator. Jobs of a suspended GitHub installation wait, untouched.
-
-Idle workers sleep until a job is committed: in the same process a JobBell rings
-at once, across processes PostgreSQL's NOTIFY rings it; polling is the fallback
-(SQLite across processes, and jobs whose retry time comes).
-
-Not here: what a job does. Flows register one handler per job kind.
+A worker claims a job (claim.py), runs its kind's handler and records what came of it, but only
+while it still holds the lease: a heartbeat renews the lease every third of it while the job runs,
+so only a worker that died loses its job, and a worker that lost it anyway records nothing.
+Failures are retried with backoff (backoff.py) or after the delay the other side asked for; a job
+that keeps failing, or fails for good, is dead-lettered with its reason and can be retried by an
+operator. Not here: what a job does. Flows register one handler per job kind.
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
 import random
 import socket
 import threading
-import weakref
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Callable
+from typing import Callable
 
-from sqlalchemy import event, func, insert, or_, select, update
-from sqlalchemy.engine import Engine
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from gateway.errors import Deferred, PermanentError, TransientError
-from gateway.store import Database, DriverStatement, DriverTransaction, Installation, Job, utcnow
+from gateway.queue.backoff import backoff_seconds
+from gateway.queue.claim import ClaimedJob, claim
+from gateway.queue.enqueue import _ring_on_commit
+from gateway.queue.wakeup import JobBell
+from gateway.store import Database, Installation, Job, utcnow
 
 log = logging.getLogger("gateway.queue")
 
@@ -58,194 +50,12 @@ def raise_if_suspended(db: Database, job_id: int, installation_id: int) -> None:
 
 
 @dataclass(frozen=True)
-class ClaimedJob:
-    id: int
-    kind: str
-    payload: dict[str, Any]
-    attempts: int
-    max_attempts: int
-    installation_id: int | None
-
-
-@dataclass(frozen=True)
 class JobKind:
     """How to run one kind of job, and what to record when it is dead-lettered."""
 
     name: str
     run: Callable[[ClaimedJob], None]
     on_dead: Callable[[ClaimedJob, str], None] | None = None
-
-
-NOTIFY_CHANNEL = "gateway_jobs"
-
-
-class JobBell:
-    """Wakes idle workers of this process when a job is committed; no wake-up is ever missed.
-
-    A worker reads ``generation`` before looking for work and waits with it; a ring that
-    happened in between makes the wait return at once.
-    """
-
-    def __init__(self) -> None:
-        self._condition = threading.Condition()
-        self._generation = 0
-
-    @property
-    def generation(self) -> int:
-        with self._condition:
-            return self._generation
-
-    def ring(self) -> None:
-        with self._condition:
-            self._generation += 1
-            self._condition.notify_all()
-
-    def wait(self, since: int, timeout: float) -> bool:
-        """True if rung since ``since``, False on timeout."""
-        with self._condition:
-            return self._condition.wait_for(lambda: self._generation != since, timeout)
-
-
-_bells: dict[str, JobBell] = {}
-_bells_lock = threading.Lock()
-_engine_urls: weakref.WeakKeyDictionary[Engine, str] = weakref.WeakKeyDictionary()
-
-
-def _url_of(engine: Engine) -> str:
-    """The engine's whole URL, which every Database on the same database shares; rendered once."""
-    url = _engine_urls.get(engine)
-    if url is None:
-        url = _engine_urls[engine] = engine.url.render_as_string(hide_password=False)
-    return url
-
-
-def bell_for(db: Database | Engine) -> JobBell:
-    """The bell shared by every Database object on the same URL in this process."""
-    url = _url_of(db.engine)  # a Database's engine, or the engine itself (Engine.engine is itself)
-    with _bells_lock:
-        return _bells.setdefault(url, JobBell())
-
-
-def enqueue(session: Session, kind: str, payload: dict[str, Any], *, installation_id: int | None = None,
-            run_after: datetime | None = None, max_attempts: int = 8) -> int:
-    """Add a job inside the caller's transaction; idle workers wake when it commits. Returns its id.
-
-    A Core insert: it runs on every mail and webhook while the sender waits.
-    """
-    now = utcnow()
-    job_id = session.connection().execute(
-        _INSERT_JOB, _job_row(kind, payload, installation_id, run_after or now, max_attempts, now)).scalar_one()
-    _ring_on_commit(session)
-    return job_id
-
-
-def enqueue_rows(tx: DriverTransaction, kind: str, jobs: list[tuple[dict[str, Any], int | None]], *,
-                 max_attempts: int = 8) -> None:
-    """Add jobs of one kind, (payload, installation id) each, inside a Database.driver_transaction.
-
-    Idle workers of this process wake when the caller calls ``ring_after_commit``; those of other
-    processes at the commit (NOTIFY on PostgreSQL), as with ``enqueue``."""
-    now = utcnow()
-    _INSERT_JOB_ROWS.executemany(tx, [_job_row(kind, payload, installation_id, now, max_attempts, now)
-                                      for payload, installation_id in jobs])
-    if tx.dialect.name == "postgresql":
-        _NOTIFY_WORKERS.execute(tx, {})
-
-
-def ring_after_commit(db: Database) -> None:
-    """Jobs were committed outside a Session (enqueue_rows): wake this process's idle workers."""
-    bell_for(db).ring()
-
-
-def _job_row(kind: str, payload: dict[str, Any], installation_id: int | None, run_after: datetime,
-             max_attempts: int, now: datetime) -> dict[str, Any]:
-    return {"kind": kind, "payload": json.dumps(payload, sort_keys=True), "installation_id": installation_id,
-            "run_after": run_after, "max_attempts": max_attempts, "status": "queued", "attempts": 0,
-            "created_at": now, "updated_at": now}
-
-
-_INSERT_JOB = insert(Job).returning(Job.id)
-_INSERT_JOB_ROWS = DriverStatement(insert(Job), keys=tuple(_job_row("", {}, None, utcnow(), 1, utcnow())))
-# PostgreSQL delivers it to LISTENers (PostgresListener) on commit and drops it on rollback.
-_NOTIFY_WORKERS = DriverStatement(select(func.pg_notify(NOTIFY_CHANNEL, "")), keys=())
-
-
-def _ring_on_commit(session: Session) -> None:
-    if session.info.get("gateway_bell") is not None:
-        return
-    bind = session.get_bind()
-    session.info["gateway_bell"] = bell_for(bind)
-    if bind.dialect.name == "postgresql":
-        session.execute(_NOTIFY_WORKERS.statement)
-
-
-@event.listens_for(Session, "after_commit")
-def _ring_after_commit(session: Session) -> None:
-    bell = session.info.pop("gateway_bell", None)
-    if bell is not None:
-        bell.ring()
-
-
-@event.listens_for(Session, "after_rollback")
-def _forget_after_rollback(session: Session) -> None:
-    session.info.pop("gateway_bell", None)
-
-
-class PostgresListener:
-    """LISTENs for jobs committed by other processes and rings this process's bell.
-
-    One per process and database; reconnects after a failure (polling covers the gap).
-    """
-
-    def __init__(self, url: str, bell: JobBell):
-        self.url = url
-        self.bell = bell
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="job-listener", daemon=True)
-
-    def start(self) -> "PostgresListener":
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-
-    def _run(self) -> None:
-        import psycopg
-
-        dsn = self.url.replace("postgresql+psycopg://", "postgresql://", 1)
-        while not self._stop.is_set():
-            try:
-                with psycopg.connect(dsn, autocommit=True, connect_timeout=5) as conn:
-                    conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
-                    self.bell.ring()  # jobs committed while we were not listening
-                    while not self._stop.is_set():
-                        for _ in conn.notifies(timeout=1.0, stop_after=1):
-                            self.bell.ring()
-            except Exception as exc:  # server restart, network: poll until we are back
-                log.warning("listening for jobs failed, retrying in 5 s: %s", exc)
-                self._stop.wait(5)
-
-
-_listeners: dict[str, PostgresListener] = {}
-
-
-def listen_for_jobs(db: Database) -> JobBell:
-    """This process's bell for ``db``, rung by other processes too when ``db`` is PostgreSQL."""
-    bell = bell_for(db)
-    url = _url_of(db.engine)
-    if db.engine.dialect.name == "postgresql":
-        with _bells_lock:
-            if url not in _listeners:
-                _listeners[url] = PostgresListener(url, bell).start()
-    return bell
-
-
-def backoff_seconds(attempt: int, *, base: float = 2.0, cap: float = 3600.0,
-                    rng: Callable[[], float] = random.random) -> float:
-    """Exponential backoff with full jitter (AWS architecture blog): spreads a thundering herd."""
-    ceiling = min(cap, base * (2 ** max(0, attempt - 1)))
-    return max(0.5, ceiling * rng())
 
 
 def retry_dead(db: Database, job_id: int) -> bool:
@@ -277,27 +87,7 @@ class Worker:
         self._renew_interval: float | None = lease.total_seconds() / 3  # None: no heartbeat (tests)
 
     def claim(self) -> ClaimedJob | None:
-        now = self.clock()
-        suspended = select(Installation.id).where(Installation.suspended_at.is_not(None))
-        with self.db.session() as session:
-            query = (
-                select(Job)
-                .where(or_(Job.status == "queued", (Job.status == "running") & (Job.locked_until < now)))
-                .where(Job.run_after <= now)
-                .where(or_(Job.installation_id.is_(None), Job.installation_id.not_in(suspended)))
-                .order_by(Job.run_after, Job.id)
-                .limit(1)
-                .with_for_update(skip_locked=True)
-            )
-            job = session.scalars(query).first()
-            if job is None:
-                return None
-            if job.status == "running":
-                log.warning("job %s (%s): lease of %s ran out, taking it over", job.id, job.kind, job.locked_by)
-            job.status, job.locked_by, job.locked_until = "running", self.worker_id, now + self.lease
-            job.attempts += 1
-            return ClaimedJob(job.id, job.kind, json.loads(job.payload), job.attempts, job.max_attempts,
-                              job.installation_id)
+        return claim(self.db, self.worker_id, self.lease, self.clock())
 
     def run_once(self) -> bool:
         """Claim and run one job; False when there was nothing to do."""
