@@ -1,5 +1,7 @@
 from datetime import timedelta
 
+from sqlalchemy import select
+
 from gateway.errors import PermanentError, TransientError
 from gateway.queue import JobKind, Worker, backoff_seconds, enqueue, retry_dead
 from gateway.store import Installation, Job, utcnow
@@ -259,3 +261,38 @@ def test_a_deferred_job_waits_without_spending_attempts(db):
     assert worker.run_once()
     assert runs == [1, 1, 1, 1, 1]  # every run was a first attempt: nothing was ever tried
     assert job_row(db, job_id)[:2] == ("done", 1)
+
+
+def test_jobs_added_in_a_driver_transaction_ring_once_when_it_commits(db):
+    from gateway.queue import bell_for, enqueue_many
+
+    bell = bell_for(db)
+    before = bell.generation
+    with db.driver_transaction() as tx:
+        enqueue_many(tx, "k", [({"n": 1}, None), ({"n": 2}, 42)])
+        assert enqueue(tx, "k", {"n": 3}, max_attempts=2) > 0
+        assert bell.generation == before  # not before the commit
+    assert bell.generation == before + 1
+    try:
+        with db.driver_transaction() as tx:
+            enqueue_many(tx, "k", [({"n": 4}, None)])
+            raise RuntimeError("the rest of the transaction failed")
+    except RuntimeError:
+        pass
+    assert bell.generation == before + 1
+    with db.session() as s:
+        rows = s.scalars(select(Job).order_by(Job.id)).all()
+        assert [(j.payload, j.installation_id, j.status, j.max_attempts) for j in rows] == [
+            ('{"n": 1}', None, "queued", 8), ('{"n": 2}', 42, "queued", 8), ('{"n": 3}', None, "queued", 2)]
+
+
+def test_bells_and_listeners_are_kept_per_engine_never_by_url(db):
+    from sqlalchemy.engine import Engine
+
+    from gateway.queue import JobBell, PostgresListener, bell_for
+    from gateway.queue import wakeup
+
+    assert bell_for(db) is bell_for(db.engine)
+    assert all(isinstance(key, Engine) for key in [*wakeup._bells, *wakeup._listeners])
+    listener = PostgresListener("postgresql+psycopg://gateway:s3cret-pw@db.example/gateway", JobBell())
+    assert "s3cret-pw" not in repr(listener)

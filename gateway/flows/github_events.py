@@ -24,7 +24,7 @@ from sqlalchemy import select
 from gateway.flows.comment import has_marker
 from gateway.flows.context import FlowContext
 from gateway.flows.mail import queue_thread_mail
-from gateway.queue import ClaimedJob, JobKind, enqueue_rows, ring_after_commit
+from gateway.queue import ClaimedJob, JobKind, enqueue
 from gateway.store import (Installation, Participant, Thread, WebhookDelivery, insert_or_ignore, thread_for_pull,
                            utcnow)
 from outbound.compose import activity_content
@@ -43,8 +43,7 @@ def receive(ctx: FlowContext, *, event: str, delivery_id: str, payload: dict, bo
         # One statement decides first-or-redelivery, also when the same delivery races in twice.
         if not insert_or_ignore(tx, WebhookDelivery, row, ("delivery_id",)):
             return "duplicate"
-        enqueue_rows(tx, JOB, [({"delivery_id": delivery_id}, None)], max_attempts=ctx.settings.job_max_attempts)
-    ring_after_commit(ctx.db)
+        enqueue(tx, JOB, {"delivery_id": delivery_id}, max_attempts=ctx.settings.job_max_attempts)
     return "queued"
 
 

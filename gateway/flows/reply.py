@@ -35,7 +35,7 @@ from gateway.flows import comment
 from gateway.flows.context import FlowContext
 from gateway.flows.mail import queue_thread_mail
 from gateway.flows.unsubscribe import unsubscribe
-from gateway.queue import ClaimedJob, JobKind, enqueue_rows, ring_after_commit
+from gateway.queue import ClaimedJob, JobKind, enqueue_many
 from gateway.signing import REPLY_LOCAL, TokenInvalid
 from gateway.store import DriverStatement, InboundMessage, Participant, Thread, utcnow
 from inbound import rules
@@ -234,9 +234,7 @@ class ReplyPipeline:
                     for inbound_id, (_, _, installation_id, verdict, _) in zip(inbound_ids, recorded, strict=True)
                     if verdict == "queued"]
             if jobs:
-                enqueue_rows(tx, JOB, jobs, max_attempts=settings.job_max_attempts)
-        if jobs:
-            ring_after_commit(self.ctx.db)
+                enqueue_many(tx, JOB, jobs, max_attempts=settings.job_max_attempts)
         # Logged once committed (a rolled-back batch is retried and logged then), outside the writer lock.
         for inbound_id, (mail, thread_id, _, verdict, reason) in zip(inbound_ids, recorded):
             log.info("inbound %s for thread %s via %s from <%s> (%s, %d bytes): %s%s", inbound_id, thread_id,

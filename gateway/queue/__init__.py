@@ -5,8 +5,12 @@ crash can lose neither; a worker claims it with a lease (``claim``) and records 
 (``worker``); idle workers are woken when jobs are committed (``wakeup``); failed attempts wait
 (``backoff``). Flows, the CLI, the web app and the runner import from here.
 """
-from gateway.queue.backoff import backoff_seconds  # noqa: F401
-from gateway.queue.claim import ClaimedJob  # noqa: F401
-from gateway.queue.enqueue import enqueue, enqueue_rows, ring_after_commit  # noqa: F401
-from gateway.queue.wakeup import NOTIFY_CHANNEL, JobBell, PostgresListener, bell_for, listen_for_jobs  # noqa: F401
-from gateway.queue.worker import JobKind, Paused, Worker, raise_if_suspended, retry_dead  # noqa: F401
+from gateway.queue.backoff import backoff_seconds
+from gateway.queue.claim import ClaimedJob
+from gateway.queue.enqueue import enqueue, enqueue_many
+from gateway.queue.wakeup import NOTIFY_CHANNEL, JobBell, PostgresListener, bell_for, listen_for_jobs
+from gateway.queue.worker import JobKind, Paused, Worker, raise_if_suspended, retry_dead
+
+__all__ = ["ClaimedJob", "JobBell", "JobKind", "NOTIFY_CHANNEL", "Paused", "PostgresListener", "Worker",
+           "backoff_seconds", "bell_for", "enqueue", "enqueue_many", "listen_for_jobs", "raise_if_suspended",
+           "retry_dead"]

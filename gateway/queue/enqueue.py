@@ -1,5 +1,9 @@
 """Adding jobs: inside the caller's transaction, so the job and the data that asks for it commit
-together and a crash can lose neither. Idle workers wake when that transaction commits.
+together and a crash can lose neither.
+
+One way in, from an ORM session or a driver transaction alike (``enqueue``, ``enqueue_many``): the
+webhook and SMTP paths add their jobs on the DBAPI cursor while the sender waits. Waking the workers
+once the transaction commits is the queue's business (``wakeup``), never the caller's.
 """
 from __future__ import annotations
 
@@ -7,73 +11,55 @@ import json
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import event, func, insert, select
+from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
-from gateway.queue.wakeup import NOTIFY_CHANNEL, bell_for
-from gateway.store import Database, DriverStatement, DriverTransaction, Job, utcnow
+from gateway.domain import JobStatus
+from gateway.queue.wakeup import wake_workers_on_commit
+from gateway.store import DriverStatement, DriverTransaction, Job, utcnow
 
 
-def enqueue(session: Session, kind: str, payload: dict[str, Any], *, installation_id: int | None = None,
-            run_after: datetime | None = None, max_attempts: int = 8) -> int:
-    """Add a job inside the caller's transaction; idle workers wake when it commits. Returns its id.
+def enqueue(tx: Session | DriverTransaction, kind: str, payload: dict[str, Any], *,
+            installation_id: int | None = None, run_after: datetime | None = None, max_attempts: int = 8) -> int:
+    """Add a job inside ``tx`` (a ``db.session()`` or a ``db.driver_transaction()``); returns its id.
 
-    A Core insert: it runs on every mail and webhook while the sender waits.
+    Due at once unless ``run_after``. Idle workers wake when ``tx`` commits.
     """
     now = utcnow()
-    job_id = session.connection().execute(
-        _INSERT_JOB, _job_row(kind, payload, installation_id, run_after or now, max_attempts, now)).scalar_one()
-    _ring_on_commit(session)
+    row = _job_row(kind, payload, installation_id, run_after or now, max_attempts, now)
+    if isinstance(tx, DriverTransaction):
+        job_id = _INSERT_JOB.execute(tx, row).fetchone()[0]
+    else:
+        job_id = tx.connection().execute(_INSERT_JOB.statement, row).scalar_one()
+    wake_workers_on_commit(tx)
     return job_id
 
 
-def enqueue_rows(tx: DriverTransaction, kind: str, jobs: list[tuple[dict[str, Any], int | None]], *,
+def enqueue_many(tx: Session | DriverTransaction, kind: str, jobs: list[tuple[dict[str, Any], int | None]], *,
                  max_attempts: int = 8) -> None:
-    """Add jobs of one kind, (payload, installation id) each, inside a Database.driver_transaction.
-
-    Idle workers of this process wake when the caller calls ``ring_after_commit``; those of other
-    processes at the commit (NOTIFY on PostgreSQL), as with ``enqueue``."""
+    """Add jobs of one kind, due at once, (payload, installation id) each, in one statement."""
+    if not jobs:
+        return
     now = utcnow()
-    _INSERT_JOB_ROWS.executemany(tx, [_job_row(kind, payload, installation_id, now, max_attempts, now)
-                                      for payload, installation_id in jobs])
-    if tx.dialect.name == "postgresql":
-        _NOTIFY_WORKERS.execute(tx, {})
+    rows = [_job_row(kind, payload, installation_id, now, max_attempts, now) for payload, installation_id in jobs]
+    if isinstance(tx, DriverTransaction):
+        _INSERT_JOBS.executemany(tx, rows)
+    else:
+        tx.connection().execute(_INSERT_JOBS.statement, rows)
+    wake_workers_on_commit(tx)
 
 
-def ring_after_commit(db: Database) -> None:
-    """Jobs were committed outside a Session (enqueue_rows): wake this process's idle workers."""
-    bell_for(db).ring()
+_COLUMNS = ("kind", "payload", "installation_id", "run_after", "max_attempts", "status", "attempts",
+            "created_at", "updated_at")
 
 
 def _job_row(kind: str, payload: dict[str, Any], installation_id: int | None, run_after: datetime,
              max_attempts: int, now: datetime) -> dict[str, Any]:
-    return {"kind": kind, "payload": json.dumps(payload, sort_keys=True), "installation_id": installation_id,
-            "run_after": run_after, "max_attempts": max_attempts, "status": "queued", "attempts": 0,
-            "created_at": now, "updated_at": now}
+    return dict(zip(_COLUMNS, (kind, json.dumps(payload, sort_keys=True), installation_id, run_after, max_attempts,
+                               JobStatus.QUEUED, 0, now, now), strict=True))
 
 
-_INSERT_JOB = insert(Job).returning(Job.id)
-_INSERT_JOB_ROWS = DriverStatement(insert(Job), keys=tuple(_job_row("", {}, None, utcnow(), 1, utcnow())))
-# PostgreSQL delivers it to LISTENers (PostgresListener) on commit and drops it on rollback.
-_NOTIFY_WORKERS = DriverStatement(select(func.pg_notify(NOTIFY_CHANNEL, "")), keys=())
-
-
-def _ring_on_commit(session: Session) -> None:
-    if session.info.get("gateway_bell") is not None:
-        return
-    bind = session.get_bind()
-    session.info["gateway_bell"] = bell_for(bind)
-    if bind.dialect.name == "postgresql":
-        session.execute(_NOTIFY_WORKERS.statement)
-
-
-@event.listens_for(Session, "after_commit")
-def _ring_after_commit(session: Session) -> None:
-    bell = session.info.pop("gateway_bell", None)
-    if bell is not None:
-        bell.ring()
-
-
-@event.listens_for(Session, "after_rollback")
-def _forget_after_rollback(session: Session) -> None:
-    session.info.pop("gateway_bell", None)
+# Core inserts run on the DBAPI cursor in a driver transaction: on every mail and webhook while
+# the sender waits, the ORM's per-statement work would cost more than the database's.
+_INSERT_JOB = DriverStatement(insert(Job).returning(Job.id), keys=_COLUMNS)
+_INSERT_JOBS = DriverStatement(insert(Job), keys=_COLUMNS)

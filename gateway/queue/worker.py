@@ -24,8 +24,7 @@ from sqlalchemy.orm import Session
 from gateway.errors import Deferred, PermanentError, TransientError
 from gateway.queue.backoff import backoff_seconds
 from gateway.queue.claim import ClaimedJob, claim
-from gateway.queue.enqueue import _ring_on_commit
-from gateway.queue.wakeup import JobBell
+from gateway.queue.wakeup import JobBell, wake_workers_on_commit
 from gateway.store import Database, Installation, Job, utcnow
 
 log = logging.getLogger("gateway.queue")
@@ -66,7 +65,7 @@ def retry_dead(db: Database, job_id: int) -> bool:
             return False
         job.status, job.attempts, job.run_after = "queued", 0, utcnow()
         job.locked_by = job.locked_until = job.finished_at = None
-        _ring_on_commit(session)
+        wake_workers_on_commit(session)
         return True
 
 
