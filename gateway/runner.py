@@ -42,9 +42,10 @@ class WorkerThreads:
         self._stop = threading.Event()
         count = ctx.settings.worker_threads if threads is None else threads
         bell = listen_for_jobs(ctx.db)
-        self._threads = [threading.Thread(target=make_worker(ctx, bell=bell, **worker_options).run_forever,
-                                          args=(self._stop,), name=f"worker-{n}", daemon=True)
-                         for n in range(count)]
+        self.workers = [make_worker(ctx, bell=bell, **worker_options) for _ in range(count)]  # each its own id
+        self._threads = [threading.Thread(target=worker.run_forever, args=(self._stop,), name=f"worker-{n}",
+                                          daemon=True)
+                         for n, worker in enumerate(self.workers)]
 
     def start(self) -> None:
         for thread in self._threads:

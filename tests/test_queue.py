@@ -1,3 +1,4 @@
+import os
 from datetime import timedelta
 
 from sqlalchemy import select
@@ -296,3 +297,30 @@ def test_bells_and_listeners_are_kept_per_engine_never_by_url(db):
     assert all(isinstance(key, Engine) for key in [*wakeup._bells, *wakeup._listeners])
     listener = PostgresListener("postgresql+psycopg://gateway:s3cret-pw@db.example/gateway", JobBell())
     assert "s3cret-pw" not in repr(listener)
+
+
+def test_workers_of_one_process_have_their_own_ids_and_respect_each_others_leases(gateway):
+    from gateway.runner import WorkerThreads
+
+    workers = WorkerThreads(gateway.ctx, threads=3).workers
+    ids = [worker.worker_id for worker in workers]
+    assert len(set(ids)) == 3, ids
+    assert all(worker_id.split(":")[1] == str(os.getpid()) for worker_id in ids)  # host:pid:suffix
+
+    db, clock = gateway.ctx.db, Clock()
+    job_id = add_job(db)
+    taken_over = []
+
+    def run_slowly(job):
+        # This thread's lease ran out while it ran (no heartbeat: frozen); a sibling thread took it over.
+        clock.now += timedelta(minutes=2)
+        sibling = Worker(db, [JobKind("k", lambda j: taken_over.append(j.id))], clock=clock)
+        assert sibling.worker_id != frozen.worker_id
+        assert sibling.run_once()
+        raise TransientError("GitHub answered 502")
+
+    frozen = Worker(db, [JobKind("k", run_slowly)], clock=clock, lease=timedelta(seconds=60))
+    frozen._renew_interval = None
+    assert frozen.run_once()
+    assert taken_over == [job_id]
+    assert job_row(db, job_id)[:3] == ("done", 2, None)  # the frozen worker recorded nothing

@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy import or_, select
 
+from gateway.domain import JobStatus
 from gateway.store import Database, Installation, Job
 
 log = logging.getLogger("gateway.queue")
@@ -35,7 +36,7 @@ def claim(db: Database, worker_id: str, lease: timedelta, now: datetime) -> Clai
     with db.session() as session:
         query = (
             select(Job)
-            .where(or_(Job.status == "queued", (Job.status == "running") & (Job.locked_until < now)))
+            .where(or_(Job.status == JobStatus.QUEUED, (Job.status == JobStatus.RUNNING) & (Job.locked_until < now)))
             .where(Job.run_after <= now)
             .where(or_(Job.installation_id.is_(None), Job.installation_id.not_in(suspended)))
             .order_by(Job.run_after, Job.id)
@@ -45,9 +46,9 @@ def claim(db: Database, worker_id: str, lease: timedelta, now: datetime) -> Clai
         job = session.scalars(query).first()
         if job is None:
             return None
-        if job.status == "running":
+        if job.status == JobStatus.RUNNING:
             log.warning("job %s (%s): lease of %s ran out, taking it over", job.id, job.kind, job.locked_by)
-        job.status, job.locked_by, job.locked_until = "running", worker_id, now + lease
+        job.status, job.locked_by, job.locked_until = JobStatus.RUNNING, worker_id, now + lease
         job.attempts += 1
         return ClaimedJob(job.id, job.kind, json.loads(job.payload), job.attempts, job.max_attempts,
                           job.installation_id)

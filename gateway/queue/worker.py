@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import random
+import secrets
 import socket
 import threading
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from typing import Callable
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from gateway.domain import JobStatus
 from gateway.errors import Deferred, PermanentError, TransientError
 from gateway.queue.backoff import backoff_seconds
 from gateway.queue.claim import ClaimedJob, claim
@@ -61,12 +63,18 @@ def retry_dead(db: Database, job_id: int) -> bool:
     """Put a dead-lettered job back in the queue with a fresh attempt budget (operator's retry)."""
     with db.session() as session:
         job = session.get(Job, job_id)
-        if job is None or job.status != "dead":
+        if job is None or job.status != JobStatus.DEAD:
             return False
-        job.status, job.attempts, job.run_after = "queued", 0, utcnow()
+        job.status, job.attempts, job.run_after = JobStatus.QUEUED, 0, utcnow()
         job.locked_by = job.locked_until = job.finished_at = None
         wake_workers_on_commit(session)
         return True
+
+
+def new_worker_id() -> str:
+    """host:pid:random, unique to one Worker: workers of one process must tell each other apart,
+    or one would record an outcome for a job a sibling took over (host and pid say where it runs)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
 
 
 class Worker:
@@ -76,7 +84,7 @@ class Worker:
                  clock: Callable[[], datetime] = utcnow, bell: JobBell | None = None):
         self.db = db
         self.kinds = {kind.name: kind for kind in kinds}
-        self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"
+        self.worker_id = worker_id or new_worker_id()
         self.lease = lease
         self.poll_interval = poll_interval
         self.backoff_cap = backoff_cap
@@ -111,7 +119,7 @@ class Worker:
             log.exception("job %s (%s) raised", job.id, job.kind)
             self._retry_or_dead(job, kind, f"{type(exc).__name__}: {exc}", None)
         else:
-            self._finish(job, "done", None)
+            self._finish(job, JobStatus.DONE, None)
         return True
 
     def run_until_idle(self, max_jobs: int = 1000) -> int:
@@ -143,7 +151,7 @@ class Worker:
         """Extend our lease on a running job; False if another worker has taken it over."""
         with self.db.session() as session:
             result = session.execute(
-                update(Job).where(Job.id == job_id, Job.locked_by == self.worker_id, Job.status == "running")
+                update(Job).where(Job.id == job_id, Job.locked_by == self.worker_id, Job.status == JobStatus.RUNNING)
                 .values(locked_until=self.clock() + self.lease))
             return result.rowcount == 1
 
@@ -161,7 +169,7 @@ class Worker:
             row = self._owned_row(session, job)
             if row is None:
                 return
-            row.status, row.last_error = "queued", reason
+            row.status, row.last_error = JobStatus.QUEUED, reason
             row.run_after = self.clock() + timedelta(seconds=delay)
             row.locked_by = row.locked_until = None
 
@@ -172,20 +180,20 @@ class Worker:
             row = self._owned_row(session, job)
             if row is None:
                 return
-            row.status, row.last_error, row.attempts = "queued", reason, max(0, row.attempts - 1)
+            row.status, row.last_error, row.attempts = JobStatus.QUEUED, reason, max(0, row.attempts - 1)
             row.locked_by = row.locked_until = None
             if run_after is not None:
                 row.run_after = run_after
 
     def _dead(self, job: ClaimedJob, kind: JobKind | None, reason: str) -> None:
         log.error("job %s (%s) dead-lettered: %s", job.id, job.kind, reason)
-        if self._finish(job, "dead", reason) and kind is not None and kind.on_dead is not None:
+        if self._finish(job, JobStatus.DEAD, reason) and kind is not None and kind.on_dead is not None:
             try:
                 kind.on_dead(job, reason)
             except Exception:
                 log.exception("recording the failure of job %s failed", job.id)
 
-    def _finish(self, job: ClaimedJob, status: str, reason: str | None) -> bool:
+    def _finish(self, job: ClaimedJob, status: JobStatus, reason: str | None) -> bool:
         with self.db.session() as session:
             row = self._owned_row(session, job)
             if row is None:
@@ -197,7 +205,7 @@ class Worker:
     def _owned_row(self, session: Session, job: ClaimedJob) -> Job | None:
         """The job's row if this worker still holds its lease; else another worker has it now."""
         row = session.execute(select(Job).where(Job.id == job.id).with_for_update()).scalar_one_or_none()
-        if row is None or row.locked_by != self.worker_id or row.status != "running":
+        if row is None or row.locked_by != self.worker_id or row.status != JobStatus.RUNNING:
             log.warning("job %s (%s): lease lost to %s, outcome of this attempt not recorded",
                         job.id, job.kind, row.locked_by if row is not None else "nobody")
             return None
