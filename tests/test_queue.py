@@ -324,3 +324,22 @@ def test_workers_of_one_process_have_their_own_ids_and_respect_each_others_lease
     assert frozen.run_once()
     assert taken_over == [job_id]
     assert job_row(db, job_id)[:3] == ("done", 2, None)  # the frozen worker recorded nothing
+
+
+def test_each_claim_lookup_reads_its_partial_index_in_order(db):
+    """The claim must not sort (or even read) all due jobs: its cost would grow with the queue."""
+    from sqlalchemy import text
+
+    from gateway.queue.claim import due_jobs, expired_leases
+
+    for query, index in ((expired_leases(utcnow()), "ix_jobs_running_lease"), (due_jobs(utcnow()), "ix_jobs_queued_due")):
+        with db.session() as s:
+            statement = query.limit(1).with_for_update(skip_locked=True).compile(
+                s.get_bind(), compile_kwargs={"literal_binds": True})
+            if db.is_sqlite:
+                plan = "\n".join(row[-1] for row in s.execute(text(f"EXPLAIN QUERY PLAN {statement}")))
+                assert f"USING INDEX {index}" in plan and "TEMP B-TREE" not in plan, plan
+            else:
+                s.execute(text("SET LOCAL enable_seqscan = off"))  # an empty table is otherwise read whole
+                plan = "\n".join(row[0] for row in s.execute(text(f"EXPLAIN {statement}")))
+                assert f"Index Scan using {index}" in plan and "Sort" not in plan, plan
