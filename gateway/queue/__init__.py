@@ -7,10 +7,10 @@ crash can lose neither; a worker claims it with a lease (``claim``) and records 
 """
 from gateway.queue.backoff import backoff_seconds
 from gateway.queue.claim import ClaimedJob
-from gateway.queue.enqueue import enqueue, enqueue_many
+from gateway.queue.enqueue import enqueue, enqueue_many, enqueue_once
 from gateway.queue.wakeup import NOTIFY_CHANNEL, JobBell, PostgresListener, bell_for, listen_for_jobs
 from gateway.queue.worker import JobKind, Paused, Worker, raise_if_suspended, retry_dead
 
 __all__ = ["ClaimedJob", "JobBell", "JobKind", "NOTIFY_CHANNEL", "Paused", "PostgresListener", "Worker",
-           "backoff_seconds", "bell_for", "enqueue", "enqueue_many", "listen_for_jobs", "raise_if_suspended",
-           "retry_dead"]
+           "backoff_seconds", "bell_for", "enqueue", "enqueue_many", "enqueue_once", "listen_for_jobs",
+           "raise_if_suspended", "retry_dead"]

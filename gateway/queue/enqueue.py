@@ -11,7 +11,7 @@ import json
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from gateway.domain import JobStatus
@@ -47,6 +47,25 @@ def enqueue_many(tx: Session | DriverTransaction, kind: str, jobs: list[tuple[di
     else:
         tx.connection().execute(_INSERT_JOBS.statement, rows)
     wake_workers_on_commit(tx)
+
+
+def enqueue_once(session: Session, kind: str, payload: dict[str, Any], *, run_after: datetime | None = None,
+                 max_attempts: int = 8, successor_of: int | None = None) -> int | None:
+    """Add a job unless one of ``kind`` already waits to run; its id, or None if one did.
+
+    For a periodic job that queues its own next run (``successor_of``: the running job's id), and
+    for whoever starts such a chain: however many do so at once, one chain remains. One waits if it
+    is queued, or running and older than ``successor_of`` (two running links: the older one
+    continues the chain; the other sees it, and later its successor, and stops).
+    """
+    pending = session.execute(select(Job.id, Job.status).where(
+        Job.kind == kind, Job.status.in_((JobStatus.QUEUED, JobStatus.RUNNING)))).all()
+    for job_id, status in pending:
+        if job_id == successor_of:
+            continue
+        if status == JobStatus.QUEUED or successor_of is None or job_id < successor_of:
+            return None
+    return enqueue(session, kind, payload, run_after=run_after, max_attempts=max_attempts)
 
 
 _COLUMNS = ("kind", "payload", "installation_id", "run_after", "max_attempts", "status", "attempts",
