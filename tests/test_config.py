@@ -68,3 +68,16 @@ def test_public_url_must_be_https_outside_the_sandbox():
            "GATEWAY_PUBLIC_URL": "http://gateway.example.com"}
     with pytest.raises(ConfigError, match="^GATEWAY_PUBLIC_URL: required, the https://"):
         Settings.from_env(env, env_file=None).require_for_service()
+
+
+def test_retention_is_in_days_and_off_keeps_forever():
+    s = Settings.from_env({}, env_file=None)
+    assert (s.retain_raw_mail_days, s.retain_finished_jobs_days, s.retain_webhook_deliveries_days) == (30, 7, 7)
+    s = Settings.from_env({"GATEWAY_RETAIN_RAW_MAIL_DAYS": "off", "GATEWAY_RETAIN_FINISHED_JOBS_DAYS": "0",
+                           "GATEWAY_RETAIN_WEBHOOK_DELIVERIES_DAYS": "90"}, env_file=None)
+    assert (s.retain_raw_mail_days, s.retain_finished_jobs_days, s.retain_webhook_deliveries_days) == (None, None, 90)
+    for env in ({"GATEWAY_RETAIN_RAW_MAIL_DAYS": "a month"}, {"GATEWAY_RETAIN_FINISHED_JOBS_DAYS": "-1"},
+                {"GATEWAY_RETAIN_WEBHOOK_DELIVERIES_DAYS": "2"}):  # GitHub still redelivers for 3 days
+        with pytest.raises(ConfigError) as info:
+            Settings.from_env(env, env_file=None)
+        assert str(info.value).startswith(next(iter(env)) + ":")

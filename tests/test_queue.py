@@ -332,7 +332,8 @@ def test_each_claim_lookup_reads_its_partial_index_in_order(db):
 
     from gateway.queue.claim import due_jobs, expired_leases
 
-    for query, index in ((expired_leases(utcnow()), "ix_jobs_running_lease"), (due_jobs(utcnow()), "ix_jobs_queued_due")):
+    for query, index in ((expired_leases(utcnow()), "ix_jobs_running_lease"),
+                         (due_jobs(utcnow()), "ix_jobs_queued_due")):
         with db.session() as s:
             statement = query.limit(1).with_for_update(skip_locked=True).compile(
                 s.get_bind(), compile_kwargs={"literal_binds": True})

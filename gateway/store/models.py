@@ -14,7 +14,7 @@ from sqlalchemy import (BigInteger, DateTime, ForeignKey, Index, Integer, LargeB
                         TypeDecorator, UniqueConstraint, func, select, text)
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
-from gateway.domain import JobStatus
+from gateway.domain import JobStatus, Verdict
 
 
 def utcnow() -> datetime:
@@ -133,12 +133,20 @@ class OutboundMail(Base):
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
+# A stored body whose message has its verdict (a queued one is still to be read by its job).
+INBOUND_RAW_CLEARABLE = text(f"raw IS NOT NULL AND verdict <> '{Verdict.QUEUED}'")
+
+
 class InboundMessage(Base):
     """A mail the receiver accepted (or refused), stored raw, with its verdict."""
 
     __tablename__ = "inbound_messages"
     __table_args__ = (Index("ix_inbound_thread_msgid", "thread_id", "message_id"),
-                      Index("ix_inbound_verdict", "verdict"))
+                      Index("ix_inbound_verdict", "verdict"),
+                      # Bodies retention may clear, by age (store.retention); an accepted reply
+                      # enters it once its job gave it a verdict, not on the SMTP path.
+                      Index("ix_inbound_raw_by_age", "received_at", sqlite_where=INBOUND_RAW_CLEARABLE,
+                            postgresql_where=INBOUND_RAW_CLEARABLE))
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     thread_id: Mapped[str | None] = mapped_column(ForeignKey("threads.id"))
     message_id: Mapped[str | None] = mapped_column(String(998))
@@ -233,10 +241,16 @@ class GitHubWrite(Base):
     at: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)
 
 
+WEBHOOK_HANDLED = text("outcome IS NOT NULL")
+
+
 class WebhookDelivery(Base):
     """A GitHub webhook delivery, stored before it is handled; its id de-duplicates."""
 
     __tablename__ = "webhook_deliveries"
+    # Handled deliveries by age (store.retention); a delivery enters it when handled, not on receipt.
+    __table_args__ = (Index("ix_webhook_handled_by_age", "received_at", sqlite_where=WEBHOOK_HANDLED,
+                            postgresql_where=WEBHOOK_HANDLED),)
     delivery_id: Mapped[str] = mapped_column(String(100), primary_key=True)
     event: Mapped[str] = mapped_column(String(50))
     action: Mapped[str | None] = mapped_column(String(50))
