@@ -66,6 +66,17 @@ def write_limits_setting(limits: tuple[tuple[int, float], ...]) -> str:
     return ",".join(f"{count}/{window:g}" for count, window in limits) or "off"
 
 
+def _days_kept(name: str, value: str | None, default: int | None, minimum: int = 1) -> int | None:
+    """Days to keep something; ``off`` or ``0``: forever (None)."""
+    if value is not None and value.strip().lower() in ("off", "0"):
+        return None
+    return _int(name, value, default, minimum, 36500)
+
+
+# GitHub lets a webhook delivery be redelivered for 3 days; its stored id is what makes that harmless.
+GITHUB_REDELIVERY_DAYS = 3
+
+
 def _write_limits(name: str, value: str | None) -> tuple[tuple[int, float], ...]:
     """``COUNT/SECONDS[,...]``: ``80/60`` allows at most 80 writes in any 60 s; ``off``: none.
     Unset: GitHub's documented secondary limits, which github_app.pacing knows."""
@@ -124,6 +135,9 @@ class Settings:
     job_backoff_cap_seconds: float = 3600.0
     worker_poll_seconds: float | None = None  # None: 0.1 s on SQLite (no cross-process wake-up), 1 s on PostgreSQL
     worker_threads: int = 2
+    retain_raw_mail_days: int | None = 30  # None: forever
+    retain_finished_jobs_days: int | None = 7
+    retain_webhook_deliveries_days: int | None = 7
     github_write_limits: tuple[tuple[int, float], ...] = DEFAULT_LIMITS
     github_timeout_seconds: float = 15.0
     allow_local_sources: bool = False
@@ -211,6 +225,12 @@ class Settings:
             worker_poll_seconds=_float("GATEWAY_WORKER_POLL_SECONDS", get("GATEWAY_WORKER_POLL_SECONDS"),
                                        None, 0.01, 60),
             worker_threads=_int("GATEWAY_WORKER_THREADS", get("GATEWAY_WORKER_THREADS"), 2, 1, 64),
+            retain_raw_mail_days=_days_kept("GATEWAY_RETAIN_RAW_MAIL_DAYS", get("GATEWAY_RETAIN_RAW_MAIL_DAYS"), 30),
+            retain_finished_jobs_days=_days_kept("GATEWAY_RETAIN_FINISHED_JOBS_DAYS",
+                                                 get("GATEWAY_RETAIN_FINISHED_JOBS_DAYS"), 7),
+            retain_webhook_deliveries_days=_days_kept("GATEWAY_RETAIN_WEBHOOK_DELIVERIES_DAYS",
+                                                      get("GATEWAY_RETAIN_WEBHOOK_DELIVERIES_DAYS"), 7,
+                                                      minimum=GITHUB_REDELIVERY_DAYS + 1),
             github_timeout_seconds=_float("GITHUB_TIMEOUT_SECONDS", get("GITHUB_TIMEOUT_SECONDS"), 15.0, 1, 300),
             github_write_limits=_write_limits("GATEWAY_GITHUB_WRITE_LIMITS", get("GATEWAY_GITHUB_WRITE_LIMITS")),
             github_app_id=get("GITHUB_APP_ID") or None,

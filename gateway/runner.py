@@ -16,6 +16,7 @@ from werkzeug.serving import make_server
 from gateway.flows import job_kinds
 from gateway.flows.context import FlowContext
 from gateway.flows.receive_reply import ReplyDoor
+from gateway.flows.retention import keep_pruning
 from gateway.queue import Worker, listen_for_jobs
 from gateway.web.app import create_app
 from inbound.handler import DeliverMany
@@ -36,17 +37,26 @@ def make_worker(ctx: FlowContext, **kwargs) -> Worker:
 
 
 class WorkerThreads:
-    """``GATEWAY_WORKER_THREADS`` workers sharing one wake-up bell, each claiming its own jobs."""
+    """``GATEWAY_WORKER_THREADS`` workers sharing one wake-up bell, each claiming its own jobs.
+
+    Starting them also makes sure the hourly history pruning is queued (flows.retention).
+    """
 
     def __init__(self, ctx: FlowContext, *, threads: int | None = None, **worker_options):
+        self._ctx = ctx
         self._stop = threading.Event()
         count = ctx.settings.worker_threads if threads is None else threads
         bell = listen_for_jobs(ctx.db)
-        self._threads = [threading.Thread(target=make_worker(ctx, bell=bell, **worker_options).run_forever,
-                                          args=(self._stop,), name=f"worker-{n}", daemon=True)
-                         for n in range(count)]
+        self.workers = [make_worker(ctx, bell=bell, **worker_options) for _ in range(count)]  # each its own id
+        self._threads = [threading.Thread(target=worker.run_forever, args=(self._stop,), name=f"worker-{n}",
+                                          daemon=True)
+                         for n, worker in enumerate(self.workers)]
 
     def start(self) -> None:
+        try:
+            keep_pruning(self._ctx)
+        except Exception:  # the database is down: the workers wait for it; the next start queues it
+            log.exception("could not queue the history pruning")
         for thread in self._threads:
             thread.start()
 

@@ -81,3 +81,16 @@ def test_github_write_limits_default_is_githubs_as_documented():
     explicit = Settings.from_env({"GATEWAY_GITHUB_WRITE_LIMITS": "80/60,500/3600"}, env_file=None)
     assert explicit.github_write_limits == default
     assert Settings.from_env({"GATEWAY_GITHUB_WRITE_LIMITS": "off"}, env_file=None).github_write_limits == ()
+
+
+def test_retention_is_in_days_and_off_keeps_forever():
+    s = Settings.from_env({}, env_file=None)
+    assert (s.retain_raw_mail_days, s.retain_finished_jobs_days, s.retain_webhook_deliveries_days) == (30, 7, 7)
+    s = Settings.from_env({"GATEWAY_RETAIN_RAW_MAIL_DAYS": "off", "GATEWAY_RETAIN_FINISHED_JOBS_DAYS": "0",
+                           "GATEWAY_RETAIN_WEBHOOK_DELIVERIES_DAYS": "90"}, env_file=None)
+    assert (s.retain_raw_mail_days, s.retain_finished_jobs_days, s.retain_webhook_deliveries_days) == (None, None, 90)
+    for env in ({"GATEWAY_RETAIN_RAW_MAIL_DAYS": "a month"}, {"GATEWAY_RETAIN_FINISHED_JOBS_DAYS": "-1"},
+                {"GATEWAY_RETAIN_WEBHOOK_DELIVERIES_DAYS": "2"}):  # GitHub still redelivers for 3 days
+        with pytest.raises(ConfigError) as info:
+            Settings.from_env(env, env_file=None)
+        assert str(info.value).startswith(next(iter(env)) + ":")

@@ -1,4 +1,7 @@
+import os
 from datetime import timedelta
+
+from sqlalchemy import select
 
 from gateway.errors import PermanentError, TransientError
 from gateway.queue import JobKind, Worker, backoff_seconds, enqueue, retry_dead
@@ -259,3 +262,85 @@ def test_a_deferred_job_waits_without_spending_attempts(db):
     assert worker.run_once()
     assert runs == [1, 1, 1, 1, 1]  # every run was a first attempt: nothing was ever tried
     assert job_row(db, job_id)[:2] == ("done", 1)
+
+
+def test_jobs_added_in_a_driver_transaction_ring_once_when_it_commits(db):
+    from gateway.queue import bell_for, enqueue_many
+
+    bell = bell_for(db)
+    before = bell.generation
+    with db.driver_transaction() as tx:
+        enqueue_many(tx, "k", [({"n": 1}, None), ({"n": 2}, 42)])
+        assert enqueue(tx, "k", {"n": 3}, max_attempts=2) > 0
+        assert bell.generation == before  # not before the commit
+    assert bell.generation == before + 1
+    try:
+        with db.driver_transaction() as tx:
+            enqueue_many(tx, "k", [({"n": 4}, None)])
+            raise RuntimeError("the rest of the transaction failed")
+    except RuntimeError:
+        pass
+    assert bell.generation == before + 1
+    with db.session() as s:
+        rows = s.scalars(select(Job).order_by(Job.id)).all()
+        assert [(j.payload, j.installation_id, j.status, j.max_attempts) for j in rows] == [
+            ('{"n": 1}', None, "queued", 8), ('{"n": 2}', 42, "queued", 8), ('{"n": 3}', None, "queued", 2)]
+
+
+def test_bells_and_listeners_are_kept_per_engine_never_by_url(db):
+    from sqlalchemy.engine import Engine
+
+    from gateway.queue import JobBell, PostgresListener, bell_for
+    from gateway.queue import wakeup
+
+    assert bell_for(db) is bell_for(db.engine)
+    assert all(isinstance(key, Engine) for key in [*wakeup._bells, *wakeup._listeners])
+    listener = PostgresListener("postgresql+psycopg://gateway:s3cret-pw@db.example/gateway", JobBell())
+    assert "s3cret-pw" not in repr(listener)
+
+
+def test_workers_of_one_process_have_their_own_ids_and_respect_each_others_leases(gateway):
+    from gateway.runner import WorkerThreads
+
+    workers = WorkerThreads(gateway.ctx, threads=3).workers
+    ids = [worker.worker_id for worker in workers]
+    assert len(set(ids)) == 3, ids
+    assert all(worker_id.split(":")[1] == str(os.getpid()) for worker_id in ids)  # host:pid:suffix
+
+    db, clock = gateway.ctx.db, Clock()
+    job_id = add_job(db)
+    taken_over = []
+
+    def run_slowly(job):
+        # This thread's lease ran out while it ran (no heartbeat: frozen); a sibling thread took it over.
+        clock.now += timedelta(minutes=2)
+        sibling = Worker(db, [JobKind("k", lambda j: taken_over.append(j.id))], clock=clock)
+        assert sibling.worker_id != frozen.worker_id
+        assert sibling.run_once()
+        raise TransientError("GitHub answered 502")
+
+    frozen = Worker(db, [JobKind("k", run_slowly)], clock=clock, lease=timedelta(seconds=60))
+    frozen._renew_interval = None
+    assert frozen.run_once()
+    assert taken_over == [job_id]
+    assert job_row(db, job_id)[:3] == ("done", 2, None)  # the frozen worker recorded nothing
+
+
+def test_each_claim_lookup_reads_its_partial_index_in_order(db):
+    """The claim must not sort (or even read) all due jobs: its cost would grow with the queue."""
+    from sqlalchemy import text
+
+    from gateway.queue.claim import due_jobs, expired_leases
+
+    for query, index in ((expired_leases(utcnow()), "ix_jobs_running_lease"),
+                         (due_jobs(utcnow()), "ix_jobs_queued_due")):
+        with db.session() as s:
+            statement = query.limit(1).with_for_update(skip_locked=True).compile(
+                s.get_bind(), compile_kwargs={"literal_binds": True})
+            if db.is_sqlite:
+                plan = "\n".join(row[-1] for row in s.execute(text(f"EXPLAIN QUERY PLAN {statement}")))
+                assert f"USING INDEX {index}" in plan and "TEMP B-TREE" not in plan, plan
+            else:
+                s.execute(text("SET LOCAL enable_seqscan = off"))  # an empty table is otherwise read whole
+                plan = "\n".join(row[0] for row in s.execute(text(f"EXPLAIN {statement}")))
+                assert f"Index Scan using {index}" in plan and "Sort" not in plan, plan

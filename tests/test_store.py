@@ -91,3 +91,25 @@ def test_driver_statements_store_what_the_orm_reads_back_and_roll_back_on_error(
             raise RuntimeError("the batch failed")
     with db.driver_transaction() as tx:
         assert _DELIVERY_EVENT.execute(tx, {"id": "lost"}).fetchone() is None
+
+
+def test_after_commit_runs_once_each_after_a_commit_and_never_after_a_rollback(db, caplog):
+    from gateway.store import after_commit
+
+    ran = []
+    for transaction in (db.session, db.driver_transaction):
+        with transaction() as tx:
+            before = list(ran)
+            assert after_commit(tx, lambda: ran.append("first"))
+            ring = lambda: ran.append("twice registered")  # noqa: E731
+            assert after_commit(tx, ring) and not after_commit(tx, ring)
+            assert ran == before  # not before the commit
+        with pytest.raises(RuntimeError):
+            with transaction() as tx:
+                after_commit(tx, lambda: ran.append("rolled back"))
+                raise RuntimeError("the transaction failed")
+        with transaction() as tx:  # a failing callback is logged; the commit stands, the others run
+            after_commit(tx, lambda: 1 / 0)
+            after_commit(tx, lambda: ran.append("after a failing one"))
+    assert ran == ["first", "twice registered", "after a failing one"] * 2
+    assert "after-commit callback" in caplog.text

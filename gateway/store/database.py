@@ -3,10 +3,12 @@
 SQLite is tuned so that threads and processes share one file safely (WAL, one writer at a time,
 BEGIN IMMEDIATE); PostgreSQL is used as it is. Two kinds of transaction: an ORM ``session()`` for
 most work, and a ``driver_transaction()`` for the few statements a waiting mail or webhook client
-pays for, run on the DBAPI cursor (``DriverStatement``).
+pays for, run on the DBAPI cursor (``DriverStatement``). Either kind can carry work to do once it
+has committed (``after_commit``): waking whoever waits for what it wrote.
 """
 from __future__ import annotations
 
+import logging
 import sqlite3
 import threading
 import time
@@ -20,6 +22,8 @@ from sqlalchemy import create_engine, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect, Engine
 from sqlalchemy.orm import Session, sessionmaker
+
+log = logging.getLogger("gateway.store")
 
 
 class Database:
@@ -39,9 +43,13 @@ class Database:
 
     @contextmanager
     def session(self) -> Iterator[Session]:
-        """One transaction: committed on normal exit (on disk when it returns), rolled back on an exception."""
+        """One transaction: committed on normal exit (on disk when it returns), rolled back on an exception.
+
+        What was registered with ``after_commit`` runs once it has committed, outside the writer lock.
+        """
         with self._writer, self._sessions.begin() as session:
             yield session
+        _run_after_commit(session.info.pop(_AFTER_COMMIT, None))
 
     @contextmanager
     def read_session(self) -> Iterator[Session]:
@@ -72,12 +80,11 @@ class Database:
                 try:
                     if not flush_on_commit and not self.is_sqlite:
                         cursor.execute("SET LOCAL synchronous_commit = off")
-                    transaction = DriverTransaction(cursor, self.engine.dialect)
-                    yield transaction
+                    tx = DriverTransaction(cursor, self.engine)
+                    yield tx
                 finally:
                     cursor.close()
-        for callback in transaction.committed:
-            callback()
+        _run_after_commit(tx.on_commit)
 
     def dispose(self) -> None:
         self.engine.dispose()
@@ -86,8 +93,37 @@ class Database:
 @dataclass(frozen=True)
 class DriverTransaction:
     cursor: Any
-    dialect: Dialect
-    committed: list[Callable[[], None]] = field(default_factory=list)  # run once the commit is done
+    engine: Engine
+    on_commit: dict[Callable[[], None], None] = field(default_factory=dict, repr=False)  # after_commit()
+
+    @property
+    def dialect(self) -> Dialect:
+        return self.engine.dialect
+
+
+_AFTER_COMMIT = "gateway_after_commit"
+
+
+def after_commit(tx: Session | DriverTransaction, callback: Callable[[], None]) -> bool:
+    """Call ``callback`` once the transaction of ``Database.session()`` or
+    ``Database.driver_transaction()`` has committed; never if it rolls back.
+
+    A callback registered twice runs once: False says it already was. It runs after the commit,
+    outside the writer lock; an exception in it is logged, not raised (the commit stands).
+    """
+    callbacks = tx.on_commit if isinstance(tx, DriverTransaction) else tx.info.setdefault(_AFTER_COMMIT, {})
+    if callback in callbacks:
+        return False
+    callbacks[callback] = None
+    return True
+
+
+def _run_after_commit(callbacks: dict[Callable[[], None], None] | None) -> None:
+    for callback in callbacks or ():
+        try:
+            callback()
+        except Exception:
+            log.exception("after-commit callback %r failed", callback)
 
 
 class DriverStatement:

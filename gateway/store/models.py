@@ -11,8 +11,10 @@ import secrets
 from datetime import datetime, timezone
 
 from sqlalchemy import (BigInteger, DateTime, ForeignKey, Index, Integer, LargeBinary, String, Text,
-                        TypeDecorator, UniqueConstraint, func, select)
+                        TypeDecorator, UniqueConstraint, func, select, text)
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+
+from gateway.domain import JobStatus, Verdict
 
 
 def utcnow() -> datetime:
@@ -131,12 +133,20 @@ class OutboundMail(Base):
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
+# A stored body whose message has its verdict (a queued one is still to be read by its job).
+INBOUND_RAW_CLEARABLE = text(f"raw IS NOT NULL AND verdict <> '{Verdict.QUEUED}'")
+
+
 class InboundMessage(Base):
     """A mail the receiver accepted (or refused), stored raw, with its verdict."""
 
     __tablename__ = "inbound_messages"
     __table_args__ = (Index("ix_inbound_thread_msgid", "thread_id", "message_id"),
-                      Index("ix_inbound_verdict", "verdict"))
+                      Index("ix_inbound_verdict", "verdict"),
+                      # Bodies retention may clear, by age (store.retention); an accepted reply
+                      # enters it once its job gave it a verdict, not on the SMTP path.
+                      Index("ix_inbound_raw_by_age", "received_at", sqlite_where=INBOUND_RAW_CLEARABLE,
+                            postgresql_where=INBOUND_RAW_CLEARABLE))
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     thread_id: Mapped[str | None] = mapped_column(ForeignKey("threads.id"))
     message_id: Mapped[str | None] = mapped_column(String(998))
@@ -156,11 +166,28 @@ class InboundMessage(Base):
     processed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
+# Literal, not bound: a partial index serves a query only if the query's WHERE names its condition
+# (SQLite's planner, and PostgreSQL's generic plans of prepared statements, cannot see a parameter's value).
+JOB_IS_QUEUED = text(f"status = '{JobStatus.QUEUED}'")
+JOB_IS_RUNNING = text(f"status = '{JobStatus.RUNNING}'")
+
+
 class Job(Base):
     """A durable unit of work; see gateway.queue for the life cycle."""
 
     __tablename__ = "jobs"
-    __table_args__ = (Index("ix_jobs_claim", "status", "run_after"),)
+    __table_args__ = (
+        # The claim's two lookups (gateway.queue.claim), each read in index order and as small as
+        # the queue, however many finished jobs there are: the earliest due queued job, and leases
+        # that ran out. They lead with the (constant) status so that a planner without statistics
+        # (SQLite is never ANALYZEd) prefers them to ix_jobs_status_finished, which would need a sort.
+        Index("ix_jobs_queued_due", "status", "run_after", "id", sqlite_where=JOB_IS_QUEUED,
+              postgresql_where=JOB_IS_QUEUED),
+        Index("ix_jobs_running_lease", "status", "locked_until", sqlite_where=JOB_IS_RUNNING,
+              postgresql_where=JOB_IS_RUNNING),
+        # Jobs by status (health counts, the operator's listings) and finished jobs by age (retention).
+        Index("ix_jobs_status_finished", "status", "finished_at"),
+    )
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     kind: Mapped[str] = mapped_column(String(50))
     payload: Mapped[str] = mapped_column(Text, default="{}")
@@ -214,10 +241,16 @@ class GitHubWrite(Base):
     at: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)
 
 
+WEBHOOK_HANDLED = text("outcome IS NOT NULL")
+
+
 class WebhookDelivery(Base):
     """A GitHub webhook delivery, stored before it is handled; its id de-duplicates."""
 
     __tablename__ = "webhook_deliveries"
+    # Handled deliveries by age (store.retention); a delivery enters it when handled, not on receipt.
+    __table_args__ = (Index("ix_webhook_handled_by_age", "received_at", sqlite_where=WEBHOOK_HANDLED,
+                            postgresql_where=WEBHOOK_HANDLED),)
     delivery_id: Mapped[str] = mapped_column(String(100), primary_key=True)
     event: Mapped[str] = mapped_column(String(50))
     action: Mapped[str | None] = mapped_column(String(50))

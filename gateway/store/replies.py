@@ -24,7 +24,7 @@ from typing import TypeVar
 from sqlalchemy import bindparam, insert, or_, select
 
 from gateway.domain import Verdict
-from gateway.store.database import Database, DriverStatement, DriverTransaction
+from gateway.store.database import Database, DriverStatement, DriverTransaction, after_commit
 from gateway.store.models import InboundMessage, Participant, Thread
 
 log = logging.getLogger("gateway.reply")
@@ -125,7 +125,7 @@ class ReplyBook:
 
     def after_commit(self, callback: Callable[[], None]) -> None:
         """Run ``callback`` once what was recorded is committed (never if it is rolled back)."""
-        self.transaction.committed.append(callback)
+        after_commit(self.transaction, callback)
 
     def record(self, mail: ReceivedMail) -> int:
         """Store the message with its verdict; returns its inbound id."""
