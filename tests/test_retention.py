@@ -131,3 +131,25 @@ def test_two_links_that_look_at_once_leave_one_successor(db, tmp_path, clock):
                   enqueue_once(second, retention.JOB, {}, successor_of=older.id)]
     assert queued[0] is None and queued[1] is not None
     assert [status for status, _ in prune_jobs(db)].count("queued") == 1
+
+
+def test_bodies_of_mail_sent_long_ago_are_emptied_and_unsent_mail_keeps_its_body(db, tmp_path, clock):
+    from gateway.store import OutboundMail
+
+    ctx = context(db, tmp_path, clock)
+    now = clock.now
+    long_ago, lately = now - timedelta(days=40), now - timedelta(days=2)
+    with db.session() as s:
+        for n, (status, sent_at) in enumerate([("sent", long_ago), ("sent", lately), ("pending", None),
+                                               ("dead", None)]):
+            s.add(OutboundMail(kind="receipt", recipient="ann@example.com", envelope_from="gw@r.example",
+                               message_id=f"<o{n}@r.example>", raw=b"body %d" % n, status=status, sent_at=sent_at,
+                               created_at=long_ago))
+
+    retention.keep_pruning(ctx)
+    assert Worker(db, retention.job_kinds(ctx), clock=clock).run_until_idle() == 1
+
+    with db.session() as s:
+        kept = [(m.status, m.message_id, m.raw) for m in s.scalars(select(OutboundMail).order_by(OutboundMail.id))]
+    assert kept == [("sent", "<o0@r.example>", b""), ("sent", "<o1@r.example>", b"body 1"),
+                    ("pending", "<o2@r.example>", b"body 2"), ("dead", "<o3@r.example>", b"body 3")]

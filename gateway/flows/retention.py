@@ -3,6 +3,7 @@
 prune_history (the job)   mail bodies: the raw message of a mail that has its verdict, received
                           more than GATEWAY_RETAIN_RAW_MAIL_DAYS ago, is dropped; the message row,
                           its Message-ID (duplicates are still recognised) and its verdict stay.
+                          The same for the body of a mail we sent that long ago (the row stays).
                           finished jobs: jobs done more than GATEWAY_RETAIN_FINISHED_JOBS_DAYS ago
                           are deleted; dead letters stay until an operator retries them.
                           webhook deliveries: handled deliveries received more than
@@ -11,7 +12,7 @@ prune_history (the job)   mail bodies: the raw message of a mail that has its ve
                           Then it queues its next run, an hour on.
 keep_pruning()            (worker processes, as they start) one prune_history job is queued,
                           unless every setting keeps things forever.
-Kept for good: threads, participants, verdicts, outbound mail, dead letters.
+Kept for good: threads, participants, verdicts, who was mailed when, dead letters.
 """
 from __future__ import annotations
 
@@ -46,7 +47,8 @@ def prune_history(ctx: FlowContext, job: ClaimedJob) -> None:
     settings, now = ctx.settings, ctx.clock()
     cleared = deleted_jobs = deleted_deliveries = 0
     if settings.retain_raw_mail_days is not None:
-        cleared = retention.clear_raw_mail(ctx.db, now - timedelta(days=settings.retain_raw_mail_days))
+        bodies_before = now - timedelta(days=settings.retain_raw_mail_days)
+        cleared = retention.clear_raw_mail(ctx.db, bodies_before) + retention.clear_sent_mail(ctx.db, bodies_before)
     if settings.retain_finished_jobs_days is not None:
         deleted_jobs = retention.delete_finished_jobs(ctx.db, now - timedelta(days=settings.retain_finished_jobs_days))
     if settings.retain_webhook_deliveries_days is not None:

@@ -14,7 +14,7 @@ from sqlalchemy import (BigInteger, DateTime, ForeignKey, Index, Integer, LargeB
                         TypeDecorator, UniqueConstraint, func, select, text)
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
-from gateway.domain import JobStatus, Verdict
+from gateway.domain import JobStatus, MailStatus, Verdict
 
 
 def utcnow() -> datetime:
@@ -115,10 +115,17 @@ class Participant(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
+# A sent mail's body, not yet cleared (a cleared body is empty: the column is NOT NULL).
+OUTBOUND_BODY_CLEARABLE = text(f"status = '{MailStatus.SENT}' AND length(raw) > 0")
+
+
 class OutboundMail(Base):
     """The outbox: a composed mail waiting for (or done with) the relay."""
 
     __tablename__ = "outbound_mails"
+    # Sent bodies retention may clear, by age (store.retention); a mail enters it once sent.
+    __table_args__ = (Index("ix_outbound_sent_body_by_age", "sent_at", sqlite_where=OUTBOUND_BODY_CLEARABLE,
+                            postgresql_where=OUTBOUND_BODY_CLEARABLE),)
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     thread_id: Mapped[str | None] = mapped_column(ForeignKey("threads.id"))
     kind: Mapped[str] = mapped_column(String(30))

@@ -1,7 +1,8 @@
 """Forgetting old records, in bounded batches.
 
 Each batch is its own short transaction of at most ``BATCH_ROWS`` rows, found through an index
-(models: ix_jobs_status_finished, ix_inbound_raw_by_age, ix_webhook_handled_by_age): SQLite's one
+(models: ix_jobs_status_finished, ix_inbound_raw_by_age, ix_outbound_sent_body_by_age,
+ix_webhook_handled_by_age): SQLite's one
 writer lock is never held for long, and PostgreSQL never holds many row locks at once. What to
 forget and when is the caller's (gateway.flows.retention); these only carry it out.
 """
@@ -13,7 +14,8 @@ from sqlalchemy import delete, select, update
 
 from gateway.domain import JobStatus
 from gateway.store.database import Database
-from gateway.store.models import INBOUND_RAW_CLEARABLE, WEBHOOK_HANDLED, InboundMessage, Job, WebhookDelivery
+from gateway.store.models import (INBOUND_RAW_CLEARABLE, OUTBOUND_BODY_CLEARABLE, WEBHOOK_HANDLED, InboundMessage,
+                                  Job, OutboundMail, WebhookDelivery)
 
 BATCH_ROWS = 2000
 
@@ -26,6 +28,14 @@ def clear_raw_mail(db: Database, received_before: datetime) -> int:
     oldest = (select(InboundMessage.id).where(INBOUND_RAW_CLEARABLE, InboundMessage.received_at < received_before)
               .order_by(InboundMessage.received_at))
     return _in_batches(db, lambda: update(InboundMessage).values(raw=None), InboundMessage.id, oldest)
+
+
+def clear_sent_mail(db: Database, sent_before: datetime) -> int:
+    """Empty the stored bodies of outbound mails sent before then; the rows (who, when, which
+    Message-ID) stay. Pending and dead-lettered mails keep theirs: they may still be sent."""
+    oldest = (select(OutboundMail.id).where(OUTBOUND_BODY_CLEARABLE, OutboundMail.sent_at < sent_before)
+              .order_by(OutboundMail.sent_at))
+    return _in_batches(db, lambda: update(OutboundMail).values(raw=b""), OutboundMail.id, oldest)
 
 
 def delete_finished_jobs(db: Database, finished_before: datetime) -> int:
