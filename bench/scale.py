@@ -22,9 +22,9 @@ project's Alembic migrations. Then:
 The operations are the gateway's own calls, in one marked section below (OPERATIONS):
   job claim         Worker.claim() (the claimed job is then finished, untimed, so the next claim
                     takes another due job)
-  RCPT check        ReplyPipeline.check_recipient(reply address of a live thread); a new pipeline
+  RCPT check        ReplyDoor.check_recipient(reply address of a live thread); a new door
                     per call, so its 5 s live-thread memory never answers instead of the database
-  DATA decision     ReplyPipeline.deliver_many([Envelope]) of a Gmail-shaped reply by a participant
+  DATA decision     ReplyDoor.deliver_many([Envelope]) of a Gmail-shaped reply by a participant
                     to the thread's signed reply address: records an inbound row, queues a job
   webhook delivery  github_events.receive() of an issue_comment event with a new delivery id
 Only the call is timed (building messages and payloads is not). Figures: p50/p95 in ms, the ratio

@@ -1,4 +1,4 @@
-"""The aiosmtpd handler: translates between SMTP and the reply pipeline.
+"""The aiosmtpd handler: translates between SMTP and the reply door (gateway.flows.receive_reply).
 
 Sole purpose: at ``RCPT TO`` ask the pipeline whether the recipient exists
 (on the event loop when it can answer without the database, else in a

@@ -1,4 +1,4 @@
-"""The use cases: each module reads top to bottom as one flow of DESIGN.md."""
+"""The use cases: each module reads top to bottom as one flow (docs/ARCHITECTURE.md lists them)."""
 from __future__ import annotations
 
 
