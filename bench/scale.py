@@ -49,7 +49,7 @@ import sys
 import tempfile
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
@@ -538,7 +538,7 @@ def capture_statements(db, run: Callable[[], Any]) -> tuple[Any, list[Captured]]
     """Run once, recording every statement it sends (SQLAlchemy's path and DriverStatement's)."""
     from sqlalchemy import event
 
-    from gateway.store import DriverStatement, DriverTransaction
+    from gateway.store import DriverStatement
 
     seen: dict[str, Captured] = {}
 
@@ -555,10 +555,10 @@ def capture_statements(db, run: Callable[[], Any]) -> tuple[Any, list[Captured]]
     original_execute, original_executemany = DriverStatement.execute, DriverStatement.executemany
 
     def execute(self, tx, params):
-        return original_execute(self, DriverTransaction(_RecordingCursor(tx.cursor, record), tx.dialect), params)
+        return original_execute(self, replace(tx, cursor=_RecordingCursor(tx.cursor, record)), params)
 
     def executemany(self, tx, rows):
-        return original_executemany(self, DriverTransaction(_RecordingCursor(tx.cursor, record), tx.dialect), rows)
+        return original_executemany(self, replace(tx, cursor=_RecordingCursor(tx.cursor, record)), rows)
 
     event.listen(db.engine, "before_cursor_execute", before_cursor_execute)
     DriverStatement.execute, DriverStatement.executemany = execute, executemany
