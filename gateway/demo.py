@@ -12,7 +12,6 @@ import smtplib
 import subprocess
 import tempfile
 import time
-from email import message_from_bytes, policy
 from email.message import EmailMessage
 from email.utils import make_msgid
 from pathlib import Path

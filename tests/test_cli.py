@@ -1,5 +1,4 @@
 """The `gateway` command as a user runs it: real subprocesses, real ports."""
-import json
 import os
 import re
 import shlex

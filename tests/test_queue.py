@@ -213,7 +213,6 @@ def test_a_rolled_back_enqueue_does_not_ring(db):
 
 def test_postgres_notify_wakes_a_worker_in_another_process(db):
     """A second Database on the same URL stands in for another process: its commit NOTIFYs."""
-    import threading
 
     import pytest
 

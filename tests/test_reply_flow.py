@@ -4,14 +4,13 @@ Each test asserts the SMTP answer, exactly what appeared on the PR (or that
 nothing did) and what went to the outbox.
 """
 from datetime import timedelta
-from email import message_from_bytes, policy
 from email.message import EmailMessage
 
 import pytest
 from sqlalchemy import select
 
 from gateway.signing import ReplyTokens
-from gateway.store import InboundMessage, OutboundMail, utcnow
+from gateway.store import InboundMessage, utcnow
 from tests.support import mail_clients
 from tests.support.harness import REPO, SECRET
 

@@ -74,7 +74,7 @@ def apple_mail(notification, text, *, sender="Ann Reporter <ann@example.com>"):
 
 def thunderbird(notification, text, *, sender="Ann Reporter <ann@example.com>", charset="utf-8"):
     message = _reply_headers(notification, sender=sender, domain="thunderbird.example.org")
-    attribution = f"On 21/11/2026 10:00, Gateway wrote:"
+    attribution = "On 21/11/2026 10:00, Gateway wrote:"
     message.set_content(f"{attribution}\n{_quoted_plain(notification)}\n\n{text}\n\n-- \nAnn Reporter\nQA lead\n",
                         charset=charset)
     return message
