@@ -187,7 +187,7 @@ class ReplyDoor:
         if automated := rules.classify_automated(message, reply.envelope.mail_from):
             verdict, reason = automated
             return verdict, reason, ACCEPTED.because(verdict)
-        if not rules.is_participant(message.from_address or "", list(participants)):
+        if not rules.is_participant(message.from_address or "", participants):
             reason = f"{message.from_address} is not a participant"
             return Verdict.NOT_PARTICIPANT, reason, NOT_PARTICIPANT.because(reason)
         if trusted and rules.dmarc_result(message, trusted) == "fail":

@@ -12,7 +12,7 @@ import threading
 import weakref
 
 from sqlalchemy import func, select
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.orm import Session
 
 from gateway.store import Database, DriverStatement, DriverTransaction, after_commit
@@ -93,7 +93,7 @@ class PostgresListener:
     (with its password) is only used to connect: not kept in a registry, not logged.
     """
 
-    def __init__(self, dsn: str, bell: JobBell):
+    def __init__(self, dsn: str | URL, bell: JobBell):
         url = make_url(dsn)
         self._dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
         self._password = url.password
@@ -136,7 +136,6 @@ def listen_for_jobs(db: Database) -> JobBell:
     if engine.dialect.name == "postgresql":
         with _lock:
             if engine not in _listeners:
-                listener = _listeners[engine] = PostgresListener(
-                    engine.url.render_as_string(hide_password=False), bell).start()
+                listener = _listeners[engine] = PostgresListener(engine.url, bell).start()
                 weakref.finalize(engine, listener.stop)  # the listener holds no reference to the engine
     return bell

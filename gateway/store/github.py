@@ -32,7 +32,8 @@ class DatabaseTokenCache:
         self._clock = clock
 
     def get(self, installation_id: int) -> tuple[str, datetime] | None:
-        with self._db.session() as session:
+        # Every GitHub call asks: a read that never queues behind SQLite's writers.
+        with self._db.read_session() as session:
             row = session.get(InstallationToken, installation_id)
             if row is None:
                 return None

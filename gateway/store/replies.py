@@ -64,9 +64,13 @@ class ReceivedMail:
 
 def why_refused(thread: "ThreadAtDoor | None", thread_id: str) -> str | None:
     """Why a reply to this thread is refused (it does not exist, or was revoked); None if it is not."""
-    if thread is None:
+    return _refusal(thread_id, exists=thread is not None, revoked=thread is not None and thread.revoked)
+
+
+def _refusal(thread_id: str, *, exists: bool, revoked: bool) -> str | None:
+    if not exists:
         return f"thread {thread_id} does not exist"
-    if thread.revoked:
+    if revoked:
         return f"thread {thread_id} was revoked"
     return None
 
@@ -89,8 +93,7 @@ class LiveThreads:
             return None
         with self._db.read_session() as session:
             row = session.connection().execute(_REVOKED_AT, {"id": thread_id}).first()
-        thread = None if row is None else ThreadAtDoor(thread_id, None, row.revoked_at is not None, ())
-        problem = why_refused(thread, thread_id)
+        problem = _refusal(thread_id, exists=row is not None, revoked=row is not None and row.revoked_at is not None)
         if problem is None:
             if len(self._live_until) >= LIVE_THREADS_REMEMBERED:
                 self._live_until.clear()

@@ -24,7 +24,7 @@ HTTP_STATUS = {
     Outcome.UNKNOWN_RECIPIENT: 404,
     Outcome.NOT_PARTICIPANT: 403,
     Outcome.AUTHENTICATION_FAILED: 403,
-    Outcome.TOO_MANY_RECIPIENTS: 413,
+    Outcome.TOO_MANY_RECIPIENTS: 503,  # SMTP says 452: try again (with fewer)
     Outcome.TOO_BIG: 413,
     Outcome.TRY_LATER: 503,
 }
