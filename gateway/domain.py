@@ -9,7 +9,13 @@ statuses in ``gateway.web``.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
 from enum import Enum, StrEnum
+
+
+def utcnow() -> datetime:
+    """Now, as every time in the gateway is kept: timezone-aware UTC."""
+    return datetime.now(timezone.utc)
 
 
 class Verdict(StrEnum):

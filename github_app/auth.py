@@ -17,16 +17,13 @@ import jwt
 from github import Auth, GithubIntegration
 from github.GithubException import GithubException
 
+from gateway.domain import utcnow
 from gateway.errors import PermanentError
 
 from .errors import CREDENTIALS_REFUSED, github_message, translate
 
 JWT_BACKDATE = timedelta(seconds=60)   # GitHub's advice against clock drift
 JWT_LIFETIME = timedelta(minutes=9)    # GitHub allows at most 10
-
-
-def _utcnow() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 class TokenCache(Protocol):
@@ -56,7 +53,7 @@ class InstallationTokens:
     """Installation tokens kept in ``cache``, refreshed at least ``refresh_margin`` before expiry."""
 
     def __init__(self, cache: TokenCache, *, app_id: str, private_key: str, api_url: str,
-                 clock: Callable[[], datetime] = _utcnow,
+                 clock: Callable[[], datetime] = utcnow,
                  refresh_margin: timedelta = timedelta(minutes=5), timeout: float = 15):
         self._cache = cache
         self._app_id = str(app_id)

@@ -17,13 +17,11 @@ does not know which requests create content, and does not know where the log is 
 from __future__ import annotations
 
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Callable, ContextManager, Iterable, Protocol
 
+from gateway.domain import utcnow
 from gateway.errors import Deferred
-
-def _utcnow() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 # GitHub's documented secondary limits for content-creating requests: (count, window seconds).
@@ -59,7 +57,7 @@ class WritePacer:
 
     def __init__(self, log: WriteLog, *, limits: Iterable[tuple[int, float]] = DEFAULT_LIMITS,
                  safety: float = 0.02, max_wait: timedelta = timedelta(seconds=5),
-                 clock: Callable[[], datetime] = _utcnow,
+                 clock: Callable[[], datetime] = utcnow,
                  sleep: Callable[[float], None] = time.sleep):
         if safety < 0:
             raise ValueError(f"safety must not be negative, got {safety!r}")

@@ -14,11 +14,7 @@ from sqlalchemy import (BigInteger, DateTime, ForeignKey, Index, Integer, LargeB
                         TypeDecorator, UniqueConstraint, func, select, text)
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
-from gateway.domain import JobStatus, MailStatus, Verdict
-
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+from gateway.domain import JobStatus, MailStatus, Verdict, utcnow  # noqa: F401 (utcnow: re-exported)
 
 
 def new_id(length: int = 12) -> str:
