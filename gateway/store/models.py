@@ -14,7 +14,7 @@ from sqlalchemy import (BigInteger, DateTime, ForeignKey, Index, Integer, LargeB
                         TypeDecorator, UniqueConstraint, func, select, text)
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
-from gateway.domain import JobStatus, MailStatus, Verdict, utcnow  # noqa: F401 (utcnow: re-exported)
+from gateway.domain import JobStatus, MailStatus, RequestStatus, Verdict, utcnow  # noqa: F401 (utcnow: re-exported)
 
 
 def new_id(length: int = 12) -> str:
@@ -61,7 +61,7 @@ class PullRequestRequest(Base):
     installation_id: Mapped[int | None] = mapped_column(BigInteger)
     source_url: Mapped[str | None] = mapped_column(Text)
     source_ref: Mapped[str | None] = mapped_column(String(255))
-    status: Mapped[str] = mapped_column(String(20), default="queued")
+    status: Mapped[str] = mapped_column(String(20), default=RequestStatus.QUEUED)
     failure_reason: Mapped[str | None] = mapped_column(Text)
     pr_number: Mapped[int | None] = mapped_column(Integer)
     pr_url: Mapped[str | None] = mapped_column(Text)
@@ -129,7 +129,7 @@ class OutboundMail(Base):
     envelope_from: Mapped[str] = mapped_column(String(320))
     message_id: Mapped[str] = mapped_column(String(255))
     raw: Mapped[bytes] = mapped_column(LargeBinary)
-    status: Mapped[str] = mapped_column(String(20), default="pending")
+    status: Mapped[str] = mapped_column(String(20), default=MailStatus.PENDING)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -161,7 +161,7 @@ class InboundMessage(Base):
     channel: Mapped[str] = mapped_column(String(10), default="smtp")
     size: Mapped[int] = mapped_column(Integer, default=0)
     raw: Mapped[bytes | None] = mapped_column(LargeBinary)
-    verdict: Mapped[str] = mapped_column(String(40), default="queued")
+    verdict: Mapped[str] = mapped_column(String(40), default=Verdict.QUEUED)
     reason: Mapped[str | None] = mapped_column(Text)
     comment_id: Mapped[int | None] = mapped_column(BigInteger)
     comment_url: Mapped[str | None] = mapped_column(Text)
@@ -194,7 +194,7 @@ class Job(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     kind: Mapped[str] = mapped_column(String(50))
     payload: Mapped[str] = mapped_column(Text, default="{}")
-    status: Mapped[str] = mapped_column(String(20), default="queued")
+    status: Mapped[str] = mapped_column(String(20), default=JobStatus.QUEUED)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     max_attempts: Mapped[int] = mapped_column(Integer, default=8)
     run_after: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
