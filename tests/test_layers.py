@@ -17,7 +17,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 OURS = {path.parent.name for path in ROOT.glob("*/__init__.py")}
 ADAPTERS = ("inbound", "outbound", "github_app")
-FOUNDATION = ("gateway.domain", "gateway.errors")
+FOUNDATION = ("gateway.domain", "gateway.errors", "gateway.addresses")
 
 
 def module_name(path: Path) -> str:
